@@ -1,0 +1,539 @@
+//! The engine: every use case of the control plane, written against the ports only.
+//!
+//! It decides nothing a store could get wrong under concurrency: each state change is one store
+//! call (atomic and conditional); the engine only sequences store and queue calls and records
+//! metrics. Queue failures after a store commit are logged, not returned: the store already holds
+//! the truth and the reconciler re-enqueues what the queue missed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+
+use crate::audit::{AuditDraft, AuditEvent, ChainVerifier, Verification};
+use crate::error::{Error, Resource, Result};
+use crate::metric;
+use crate::model::{
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef, TaskStatus,
+    WorkerCapabilities, WorkerStats,
+};
+use crate::planner::{self, JobSpec};
+use crate::ports::{AuditQuery, Dispatch, JobQuery, Page, Queue, ReportOutcome, Store, TaskQuery};
+use crate::time::Timestamp;
+use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
+
+/// Most assignments one poll may hand out.
+pub const MAX_POLL_TASKS: usize = 100;
+
+/// Engine settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Lease length and orphan re-enqueue delay.
+    pub timing: Timing,
+    /// How long a claimed queue reference stays invisible before the reconciler returns it
+    /// (only matters when a gateway dies between claim and ack).
+    pub claim_visibility: Duration,
+    /// Most items one reconcile step handles per batch.
+    pub reconcile_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timing: Timing::default(),
+            claim_visibility: Duration::from_secs(30),
+            reconcile_batch: 500,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// How often workers should heartbeat: three times per lease, at least every second.
+    pub fn heartbeat_interval_seconds(&self) -> u64 {
+        (self.timing.lease.as_secs() / 3).max(1)
+    }
+}
+
+/// What one reconcile pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileSummary {
+    /// Leases that lapsed and were expired.
+    pub leases_expired: usize,
+    /// Queue claims returned to pending.
+    pub claims_requeued: u64,
+    /// Unclaimed dispatchable tasks enqueued again.
+    pub orphans_requeued: usize,
+    /// Steps that failed (logged); the others still ran.
+    pub errors: usize,
+}
+
+/// What a dead-letter requeue request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequeueSummary {
+    /// Distinct tasks named in the request.
+    pub requested: usize,
+    /// Tasks requeued (or, in a dry run, that would be).
+    pub requeued: u64,
+}
+
+/// The control plane's use cases over a [`Store`] and a [`Queue`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine over these adapters.
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, config: EngineConfig) -> Self {
+        Self {
+            store,
+            queue,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Checks that both backends answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.ping().await?;
+        self.queue.ping().await
+    }
+
+    /// Plans and stores a job, then enqueues its dispatchable tasks.
+    pub async fn submit(&self, spec: &JobSpec, tenant: &str, now: Timestamp) -> Result<Job> {
+        let plan = planner::plan(spec)?;
+        let job = Job {
+            job_id: JobId::generate(),
+            tenant: tenant.to_owned(),
+            job_type: spec.job_type.clone(),
+            input: spec.input.clone(),
+            policy: spec.policy.clone(),
+            priority: spec.priority,
+            status: JobStatus::Queued,
+            message: None,
+            result_artifact_uri: None,
+            sink_task_id: plan.sink_task_id,
+            task_count: plan.tasks.len() as u32,
+            completed_tasks: 0,
+            dead_tasks: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let tasks: Vec<Task> = plan
+            .tasks
+            .into_iter()
+            .map(|t| {
+                let mut task = Task {
+                    job_id: job.job_id.clone(),
+                    pending_dependencies: t.dependencies.len() as u32,
+                    task_id: t.task_id,
+                    task_type: t.task_type,
+                    inputs: t.inputs,
+                    dependencies: t.dependencies,
+                    attempt_limit: t.max_retries + 1,
+                    max_retries: t.max_retries,
+                    timeout_sec: t.timeout_sec,
+                    priority: job.priority,
+                    status: TaskStatus::Queued,
+                    attempt: 0,
+                    worker_id: None,
+                    lease_id: None,
+                    lease_expires: None,
+                    started_at: None,
+                    last_report_key: None,
+                    last_report_lease: None,
+                    output_artifact_uri: None,
+                    error: None,
+                    dead_lettered_at: None,
+                    redispatch_at: None,
+                    redispatch_count: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if task.is_dispatchable() {
+                    transition::mark_dispatchable(&mut task, now, self.config.timing);
+                }
+                task
+            })
+            .collect();
+        self.store.insert_job(&job, &tasks).await?;
+        counter!(metric::JOBS_SUBMITTED_TOTAL).increment(1);
+        let ready: Vec<Dispatch> = tasks
+            .iter()
+            .filter(|t| t.is_dispatchable())
+            .map(|t| (t.task_ref(), t.priority))
+            .collect();
+        self.enqueue_or_log(&ready, "submit").await;
+        Ok(job)
+    }
+
+    /// One job.
+    pub async fn job(&self, job_id: &JobId) -> Result<Job> {
+        self.store
+            .job(job_id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Job))
+    }
+
+    /// Jobs matching `query`, newest first.
+    pub async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
+        self.store.list_jobs(query).await
+    }
+
+    /// A job's tasks matching `query`, sorted by task id.
+    pub async fn tasks(&self, job_id: &JobId, query: &TaskQuery) -> Result<Page<Task>> {
+        self.store
+            .list_tasks(job_id, query)
+            .await?
+            .ok_or(Error::NotFound(Resource::Job))
+    }
+
+    /// Cancels a job and its unfinished tasks.
+    pub async fn cancel(&self, job_id: &JobId, now: Timestamp) -> Result<CancelOutcome> {
+        let outcome = self
+            .store
+            .cancel_job(job_id, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Job))?;
+        if outcome == CancelOutcome::Canceled {
+            counter!(metric::JOBS_FINISHED_TOTAL, "status" => JobStatus::Canceled.as_str())
+                .increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// Registers (or re-registers) a worker.
+    pub async fn register_worker(
+        &self,
+        worker_id: &str,
+        capabilities: &WorkerCapabilities,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.store
+            .register_worker(worker_id, capabilities, now)
+            .await
+    }
+
+    /// Records a heartbeat and extends the worker's live leases.
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        stats: &WorkerStats,
+        now: Timestamp,
+    ) -> Result<u32> {
+        self.store
+            .heartbeat(worker_id, stats, now, self.config.timing)
+            .await?
+            .ok_or(Error::NotFound(Resource::Worker))
+    }
+
+    /// Claims up to `max_tasks` references and turns each into an assignment through the store's
+    /// conditional `Queued → Running` step. Every claim is acknowledged (stale ones are dropped)
+    /// except those the store failed on, which are nacked for another try.
+    pub async fn poll(
+        &self,
+        worker_id: &str,
+        max_tasks: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Assignment>> {
+        if !self.store.worker_exists(worker_id).await? {
+            return Err(Error::NotFound(Resource::Worker));
+        }
+        let backend = self.queue.backend();
+        let claims = self
+            .queue
+            .claim(
+                max_tasks.clamp(1, MAX_POLL_TASKS),
+                now,
+                self.config.claim_visibility,
+            )
+            .await?;
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        counter!(metric::QUEUE_CLAIMED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned())
+            .increment(claims.len() as u64);
+        let mut assignments = Vec::with_capacity(claims.len());
+        let mut acks = Vec::with_capacity(claims.len());
+        let mut first_error = None;
+        for claim in claims {
+            let nonce = transition::lease_nonce();
+            match self
+                .store
+                .assign(&claim.task, worker_id, &nonce, now, self.config.timing)
+                .await
+            {
+                Ok(Some(assignment)) => {
+                    assignments.push(assignment);
+                    acks.push(claim.receipt);
+                }
+                Ok(None) => {
+                    counter!(metric::QUEUE_STALE_DROPPED_TOTAL, "queue_backend" => backend)
+                        .increment(1);
+                    acks.push(claim.receipt);
+                }
+                Err(err) => {
+                    tracing::warn!(task = %claim.task, worker_id, error = %err, source = ?std::error::Error::source(&err), "assignment failed; nacking the claim");
+                    counter!(metric::SCHEDULER_ASSIGNMENT_ERRORS_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned()).increment(1);
+                    counter!(metric::QUEUE_NACKED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned(), "reason" => "assign_error").increment(1);
+                    if let Err(nack_err) = self.queue.nack(&claim).await {
+                        tracing::warn!(task = %claim.task, error = %nack_err, "nack failed; the claim returns when its visibility lapses");
+                    }
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if !acks.is_empty() {
+            match self.queue.ack(&acks).await {
+                Ok(()) => counter!(metric::QUEUE_ACKED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned())
+                    .increment(acks.len() as u64),
+                // The claims come back when their visibility lapses; the store refuses to assign
+                // a running task twice, so the duplicates are dropped.
+                Err(err) => tracing::warn!(error = %err, "ack failed; claims will be returned and dropped"),
+            }
+        }
+        counter!(metric::TASKS_ASSIGNED_TOTAL).increment(assignments.len() as u64);
+        match first_error {
+            Some(err) if assignments.is_empty() => Err(err),
+            _ => Ok(assignments),
+        }
+    }
+
+    /// Applies a worker's report and dispatches what it unblocked.
+    pub async fn report(&self, report: &Report, now: Timestamp) -> Result<ReportOutcome> {
+        let outcome = self.store.report(report, now, self.config.timing).await?;
+        match &outcome {
+            ReportOutcome::Applied(effects) => {
+                let status = match report.status {
+                    ReportStatus::Completed => "Completed",
+                    ReportStatus::Failed => "Failed",
+                };
+                counter!(metric::TASK_REPORTS_TOTAL, "status" => status).increment(1);
+                match effects.failure {
+                    Some(AttemptOutcome::Retry) => {
+                        counter!(metric::QUEUE_NACKED_TOTAL, "queue_backend" => self.queue.backend(), "worker_id" => report.worker_id.clone(), "reason" => "task_failed").increment(1);
+                    }
+                    Some(AttemptOutcome::DeadLettered) => self.dead_lettered(&report.task).await,
+                    None => {}
+                }
+                if effects.job_status == JobStatus::Completed {
+                    counter!(metric::JOBS_FINISHED_TOTAL, "status" => JobStatus::Completed.as_str()).increment(1);
+                }
+                self.enqueue_or_log(&effects.enqueue, "report").await;
+            }
+            ReportOutcome::Duplicate => {
+                counter!(metric::TASK_REPORTS_REJECTED_TOTAL, "reason" => "duplicate").increment(1)
+            }
+            ReportOutcome::JobCanceled => {
+                counter!(metric::TASK_REPORTS_REJECTED_TOTAL, "reason" => "job_canceled")
+                    .increment(1)
+            }
+            ReportOutcome::NotRunning => {
+                counter!(metric::TASK_REPORTS_REJECTED_TOTAL, "reason" => "not_running")
+                    .increment(1)
+            }
+            ReportOutcome::StaleLease => {
+                counter!(metric::TASK_REPORTS_REJECTED_TOTAL, "reason" => "stale_lease")
+                    .increment(1)
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The oldest `limit` dead letters.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.store.dead_letters(limit).await
+    }
+
+    /// Requeues the listed dead letters (or, with `dry_run`, counts how many are dead letters).
+    pub async fn requeue_dead(
+        &self,
+        tasks: &[TaskRef],
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<RequeueSummary> {
+        let mut seen = HashSet::with_capacity(tasks.len());
+        let distinct: Vec<TaskRef> = tasks.iter().filter(|t| seen.insert(*t)).cloned().collect();
+        if dry_run {
+            let requeued = self.store.count_dead_among(&distinct).await?;
+            return Ok(RequeueSummary {
+                requested: distinct.len(),
+                requeued,
+            });
+        }
+        let outcome = self
+            .store
+            .requeue_dead(&distinct, now, self.config.timing)
+            .await?;
+        if let Err(err) = self
+            .queue
+            .requeue_dead(&outcome.requeued, &outcome.enqueue)
+            .await
+        {
+            tracing::warn!(error = %err, "queue requeue of dead letters failed; the reconciler will enqueue them");
+        }
+        counter!(metric::DEAD_LETTER_REQUEUED_TOTAL, "queue_backend" => self.queue.backend())
+            .increment(outcome.requeued.len() as u64);
+        self.refresh_gauges().await;
+        Ok(RequeueSummary {
+            requested: distinct.len(),
+            requeued: outcome.requeued.len() as u64,
+        })
+    }
+
+    /// One reconciler pass (safe to run in every replica at once): expire lapsed leases, return
+    /// lapsed queue claims, and re-enqueue dispatchable tasks nothing has claimed for a while.
+    pub async fn reconcile(&self, now: Timestamp) -> ReconcileSummary {
+        let mut summary = ReconcileSummary::default();
+        let batch = self.config.reconcile_batch.max(1);
+        let backend = self.queue.backend();
+
+        match self
+            .store
+            .expire_leases(now, batch, self.config.timing)
+            .await
+        {
+            Ok(expired) => {
+                summary.leases_expired = expired.len();
+                let mut enqueue = Vec::new();
+                for lease in expired {
+                    counter!(metric::LEASE_EXPIRED_TOTAL, "reason" => lease.reason).increment(1);
+                    match lease.outcome {
+                        AttemptOutcome::Retry => counter!(metric::QUEUE_NACKED_TOTAL, "queue_backend" => backend, "worker_id" => lease.worker_id.clone(), "reason" => lease.reason).increment(1),
+                        AttemptOutcome::DeadLettered => self.dead_lettered(&lease.task).await,
+                    }
+                    enqueue.extend(lease.enqueue);
+                }
+                self.enqueue_or_log(&enqueue, "lease expiry").await;
+            }
+            Err(err) => {
+                summary.errors += 1;
+                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "reconcile: expiring leases failed");
+            }
+        }
+
+        match self.queue.requeue_expired(now, batch).await {
+            Ok(n) => {
+                summary.claims_requeued = n;
+                counter!(metric::QUEUE_EXPIRED_REQUEUED_TOTAL, "queue_backend" => backend)
+                    .increment(n);
+            }
+            Err(err) => {
+                summary.errors += 1;
+                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "reconcile: returning expired claims failed");
+            }
+        }
+
+        // Taking orphans pushes their next re-enqueue time back; skip it while the queue is down
+        // so that they are enqueued as soon as it returns.
+        if self.queue.ping().await.is_ok() {
+            match self
+                .store
+                .take_orphans(now, batch, self.config.timing)
+                .await
+            {
+                Ok(orphans) => {
+                    summary.orphans_requeued = orphans.len();
+                    if !orphans.is_empty() {
+                        counter!(metric::ORPHANS_REQUEUED_TOTAL, "queue_backend" => backend)
+                            .increment(orphans.len() as u64);
+                        tracing::info!(
+                            count = orphans.len(),
+                            "reconcile: re-enqueued unclaimed dispatchable tasks"
+                        );
+                    }
+                    self.enqueue_or_log(&orphans, "orphan requeue").await;
+                }
+                Err(err) => {
+                    summary.errors += 1;
+                    tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "reconcile: finding orphaned tasks failed");
+                }
+            }
+        } else {
+            summary.errors += 1;
+        }
+
+        self.refresh_gauges().await;
+        let result = if summary.errors == 0 { "ok" } else { "error" };
+        counter!(metric::RECONCILE_RUNS_TOTAL, "result" => result).increment(1);
+        summary
+    }
+
+    /// Appends an audit event.
+    pub async fn audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {
+        self.store.append_audit(draft, now).await
+    }
+
+    /// Audit events matching `query`, newest first.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        self.store.list_audit(query).await
+    }
+
+    /// Re-verifies the whole audit chain, page by page.
+    pub async fn verify_audit(&self) -> Result<Verification> {
+        const PAGE: usize = 1_000;
+        let mut verifier = ChainVerifier::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.audit_chain(after, PAGE).await?;
+            let len = page.len();
+            for event in &page {
+                if !verifier.push(event) {
+                    return Ok(verifier.finish());
+                }
+                after = event.id;
+            }
+            if len < PAGE {
+                return Ok(verifier.finish());
+            }
+        }
+    }
+
+    /// Refreshes the queue gauges from the queue.
+    pub async fn refresh_gauges(&self) {
+        let backend = self.queue.backend();
+        if let Ok(n) = self.queue.dead_letter_count().await {
+            gauge!(metric::DEAD_LETTER_COUNT, "queue_backend" => backend).set(n as f64);
+        }
+        if let Ok(n) = self.queue.pending_count().await {
+            gauge!(metric::QUEUE_PENDING_COUNT, "queue_backend" => backend).set(n as f64);
+        }
+    }
+
+    async fn dead_lettered(&self, task: &TaskRef) {
+        counter!(metric::TASKS_DEAD_LETTERED_TOTAL).increment(1);
+        // A dead task fails its job (DESIGN.md invariant 5).
+        counter!(metric::JOBS_FINISHED_TOTAL, "status" => JobStatus::Failed.as_str()).increment(1);
+        if let Err(err) = self.queue.dead_letter(task).await {
+            tracing::warn!(task = %task, error = %err, "could not add the task to the queue's dead list");
+        }
+    }
+
+    async fn enqueue_or_log(&self, tasks: &[Dispatch], context: &str) {
+        if tasks.is_empty() {
+            return;
+        }
+        if let Err(err) = self.queue.enqueue(tasks).await {
+            // The store marked them dispatchable with a re-enqueue deadline; the reconciler
+            // enqueues them once the queue answers again.
+            tracing::warn!(context, count = tasks.len(), error = %err, source = ?std::error::Error::source(&err), "enqueue failed; the reconciler will retry");
+        }
+    }
+}

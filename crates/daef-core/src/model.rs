@@ -1,0 +1,416 @@
+//! The records DAEF keeps: jobs, their tasks, workers, and the small value types around them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// A job id: `job-` followed by a UUID v7, so ids sort by creation time and never collide
+/// across gateway replicas or restarts.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(format!("job-{}", uuid::Uuid::now_v7()))
+    }
+
+    /// Wraps an id received from a client or read from a store. Any string is accepted:
+    /// an id that was never issued simply finds nothing.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Names one task of one job. This is all a queue ever carries (DESIGN invariant 1); its wire
+/// form is `job_id|task_id`, unambiguous because task ids cannot contain `|`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The job the task belongs to.
+    pub job_id: JobId,
+    /// The task's id within its job.
+    pub task_id: String,
+}
+
+impl TaskRef {
+    /// A reference to `task_id` of `job_id`.
+    pub fn new(job_id: JobId, task_id: impl Into<String>) -> Self {
+        Self {
+            job_id,
+            task_id: task_id.into(),
+        }
+    }
+
+    /// The wire form, `job_id|task_id`.
+    pub fn encode(&self) -> String {
+        format!("{}|{}", self.job_id, self.task_id)
+    }
+
+    /// Parses the wire form; `None` when it is not `job_id|task_id`.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (job, task) = s.rsplit_once('|')?;
+        if job.is_empty() || task.is_empty() {
+            return None;
+        }
+        Some(Self::new(JobId::new(job), task))
+    }
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.job_id, self.task_id)
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+macro_rules! status_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[allow(missing_docs)] $variant),+ }
+
+        impl $name {
+            /// Every value, in lifecycle order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The exact, capitalized string the API and the stores use.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => stringify!($variant)),+ }
+            }
+
+            /// True for `Completed`, `Failed` and `Canceled`.
+            pub fn is_terminal(self) -> bool {
+                matches!(self.as_str(), "Completed" | "Failed" | "Canceled")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $(stringify!($variant) => Ok($name::$variant),)+
+                    _ => Err(UnknownStatus(s.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+status_enum! {
+    /// Where a job is in its lifecycle.
+    JobStatus { Queued, Running, Completed, Failed, Canceled }
+}
+
+status_enum! {
+    /// Where a task is in its lifecycle.
+    TaskStatus { Queued, Running, Completed, Failed, Canceled }
+}
+
+/// A status string that is none of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?} (expected one of Queued, Running, Completed, Failed, Canceled)")]
+pub struct UnknownStatus(pub String);
+
+/// Dispatch class: `interactive` tasks are handed out before `batch` ones.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Latency-sensitive work; the default.
+    #[default]
+    Interactive,
+    /// Throughput work that waits behind interactive tasks.
+    Batch,
+}
+
+impl Priority {
+    /// Both classes, in dispatch order.
+    pub const ALL: [Priority; 2] = [Priority::Interactive, Priority::Batch];
+
+    /// `interactive` or `batch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Batch => "batch",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "interactive" => Ok(Priority::Interactive),
+            "batch" => Ok(Priority::Batch),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A submitted job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// Unique, time-ordered id.
+    pub job_id: JobId,
+    /// Owner; tenant-scoped tokens only see their own jobs.
+    pub tenant: String,
+    /// The client's job type (`batch_analysis`, `chat`, …).
+    pub job_type: String,
+    /// The client's input text.
+    pub input: String,
+    /// The client's policy name, kept as given.
+    pub policy: Option<String>,
+    /// Dispatch class of every task of the job.
+    pub priority: Priority,
+    /// Lifecycle state.
+    pub status: JobStatus,
+    /// Why the job failed or was canceled.
+    pub message: Option<String>,
+    /// The sink task's output, set when the job completes.
+    pub result_artifact_uri: Option<String>,
+    /// The task whose output becomes the job's result (nothing depends on it; the last by id if several).
+    pub sink_task_id: String,
+    /// Number of tasks in the job.
+    pub task_count: u32,
+    /// Tasks that completed; the job completes when this reaches `task_count`.
+    pub completed_tasks: u32,
+    /// Tasks in the dead-letter queue; while any remain the job is `Failed` and dispatches nothing.
+    pub dead_tasks: u32,
+    /// When the job was submitted.
+    pub created_at: Timestamp,
+    /// When the job last changed.
+    pub updated_at: Timestamp,
+}
+
+/// One node of a job's DAG.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// The job this task belongs to.
+    pub job_id: JobId,
+    /// Unique within the job: 1–128 characters of `[A-Za-z0-9._-]`.
+    pub task_id: String,
+    /// What kind of work it is; workers dispatch on it.
+    pub task_type: String,
+    /// The task's parameters.
+    pub inputs: BTreeMap<String, String>,
+    /// Tasks of the same job that must complete first.
+    pub dependencies: Vec<String>,
+    /// How many failed attempts are retried (a budget of `max_retries + 1` attempts).
+    pub max_retries: u32,
+    /// Hard limit on one attempt's run time.
+    pub timeout_sec: u32,
+    /// Copied from the job so dispatch never needs the job row.
+    pub priority: Priority,
+    /// Lifecycle state.
+    pub status: TaskStatus,
+    /// Attempts started so far (counts up for the task's whole life, across dead-letter requeues).
+    pub attempt: u32,
+    /// The attempt number after which a failure is final; a dead-letter requeue raises it.
+    pub attempt_limit: u32,
+    /// Dependencies not yet `Completed`; the task is dispatchable when `Queued` and this is zero.
+    pub pending_dependencies: u32,
+    /// Worker running (or that last ran) the task.
+    pub worker_id: Option<String>,
+    /// The current lease; a report must carry it.
+    pub lease_id: Option<String>,
+    /// When the current lease lapses.
+    pub lease_expires: Option<Timestamp>,
+    /// When the current attempt started (the timeout counts from here).
+    pub started_at: Option<Timestamp>,
+    /// Idempotency key of the last accepted report …
+    pub last_report_key: Option<String>,
+    /// … and the lease that report was for.
+    pub last_report_lease: Option<String>,
+    /// Where the worker put the output.
+    pub output_artifact_uri: Option<String>,
+    /// The last failure.
+    pub error: Option<String>,
+    /// Set while the task sits in the dead-letter queue.
+    pub dead_lettered_at: Option<Timestamp>,
+    /// For a dispatchable `Queued` task: when the reconciler should enqueue it again if no poll
+    /// has claimed it by then (guards against lost queue references).
+    pub redispatch_at: Option<Timestamp>,
+    /// How many times the reconciler re-enqueued it since it last became dispatchable.
+    pub redispatch_count: u32,
+    /// When the task was created.
+    pub created_at: Timestamp,
+    /// When the task last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Task {
+    /// The reference a queue carries for this task.
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef::new(self.job_id.clone(), self.task_id.clone())
+    }
+
+    /// `Queued` with every dependency completed.
+    pub fn is_dispatchable(&self) -> bool {
+        self.status == TaskStatus::Queued && self.pending_dependencies == 0
+    }
+}
+
+/// What a worker said about itself when it registered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerCapabilities {
+    /// CPU capacity, as the worker reports it (cores or a Kubernetes quantity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<serde_json::Value>,
+    /// Memory capacity, as the worker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
+    /// GPU capacity, as the worker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<serde_json::Value>,
+    /// Models the worker can serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Tools the worker can run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Where the worker runs (zone, region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+}
+
+/// What a worker says in a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Tasks waiting inside the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
+    /// Tasks the worker is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_tasks: Option<u64>,
+    /// CPU use, as the worker measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_utilization: Option<f64>,
+    /// Memory use, as the worker measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_utilization: Option<f64>,
+    /// Free-form health word (`ok`, `degraded`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+}
+
+/// A registered worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Worker {
+    /// The worker's chosen id (1–128 characters).
+    pub worker_id: String,
+    /// What it can do.
+    pub capabilities: WorkerCapabilities,
+    /// What it last said about its load.
+    pub stats: WorkerStats,
+    /// First registration.
+    pub registered_at: Timestamp,
+    /// Last registration or heartbeat.
+    pub last_heartbeat: Timestamp,
+}
+
+/// An assignment handed to a worker by a poll.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    /// The task's job.
+    pub job_id: JobId,
+    /// The task.
+    pub task_id: String,
+    /// The task's type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The task's inputs.
+    pub inputs: BTreeMap<String, String>,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    /// The lease the report must carry.
+    pub lease_id: String,
+    /// When the lease lapses unless a heartbeat extends it.
+    pub lease_expires: Timestamp,
+}
+
+/// A task sitting in the dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The task's job.
+    pub job_id: JobId,
+    /// The task.
+    pub task_id: String,
+    /// The job's tenant.
+    pub tenant: String,
+    /// Attempts used so far.
+    pub attempt: u32,
+    /// The last failure.
+    pub error: String,
+    /// When it was dead-lettered.
+    pub dead_lettered_at: Timestamp,
+}
+
+/// Outcome a worker reports for an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportStatus {
+    /// The attempt succeeded.
+    Completed,
+    /// The attempt failed; it is retried while attempts remain.
+    Failed,
+}
+
+/// A worker's report on one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The reporting worker.
+    pub worker_id: String,
+    /// The task reported on.
+    pub task: TaskRef,
+    /// The lease the attempt ran under.
+    pub lease_id: String,
+    /// Makes retries of the same report harmless.
+    pub idempotency_key: Option<String>,
+    /// Success or failure.
+    pub status: ReportStatus,
+    /// Where the output is.
+    pub output_artifact_uri: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How long the attempt took, as the worker measured it.
+    pub duration_millis: Option<u64>,
+}

@@ -1,0 +1,428 @@
+//! The lifecycle rules as pure functions over records: no clock reads (`now` is an argument), no
+//! I/O. The memory store applies them under its lock; the Postgres store expresses the same rules
+//! as conditional updates, and the conformance suite holds both to the same behaviour.
+
+use std::time::Duration;
+
+use crate::model::{Assignment, Job, JobStatus, Report, ReportStatus, Task, TaskStatus};
+use crate::time::Timestamp;
+
+/// Timing rules a store needs to apply transitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a lease lasts before it must be extended by a heartbeat (`DAEF_LEASE_SECONDS`).
+    pub lease: Duration,
+    /// How long a dispatchable task may wait unclaimed before the reconciler enqueues it again
+    /// (`DAEF_ORPHAN_REQUEUE_SECONDS`).
+    pub orphan_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            orphan_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The longest a task waits between reconciler re-enqueues, as a multiple of `orphan_after`.
+/// Backing off keeps a long backlog with no idle workers from filling the queue with duplicates.
+pub const MAX_REDISPATCH_BACKOFF: u32 = 32;
+
+/// A fresh lease id for `attempt`: the attempt number plus 128 random bits, so it is unique and
+/// cannot be guessed.
+pub fn lease_id(attempt: u32, nonce: &str) -> String {
+    format!("lease-{attempt}-{nonce}")
+}
+
+/// 128 random bits as 32 hex digits, for [`lease_id`].
+pub fn lease_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A lease runs for `lease`, but never past the attempt's timeout.
+pub fn lease_deadline(
+    now: Timestamp,
+    started_at: Timestamp,
+    timeout_sec: u32,
+    lease: Duration,
+) -> Timestamp {
+    now.plus(lease)
+        .min(started_at.plus(Duration::from_secs(u64::from(timeout_sec))))
+}
+
+/// Whether a job's dispatchable tasks may be handed out: not while it is failed (a dead task
+/// pauses it until requeued), canceled or completed.
+pub fn job_is_dispatching(job: &Job) -> bool {
+    matches!(job.status, JobStatus::Queued | JobStatus::Running)
+}
+
+/// Marks a task dispatchable now: the reconciler re-enqueues it if nothing claims it in time.
+pub fn mark_dispatchable(task: &mut Task, now: Timestamp, timing: Timing) {
+    task.redispatch_at = Some(now.plus(timing.orphan_after));
+    task.redispatch_count = 0;
+}
+
+/// Why an assignment did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAssignable {
+    /// The task is not `Queued` with all dependencies complete (a stale queue reference).
+    TaskNotDispatchable,
+    /// The job is failed, canceled or completed.
+    JobNotDispatching,
+}
+
+/// `Queued → Running`: a new attempt under a new lease; the job becomes `Running` on its first
+/// assignment.
+pub fn assign(
+    job: &mut Job,
+    task: &mut Task,
+    worker_id: &str,
+    nonce: &str,
+    now: Timestamp,
+    timing: Timing,
+) -> Result<Assignment, NotAssignable> {
+    if !task.is_dispatchable() {
+        return Err(NotAssignable::TaskNotDispatchable);
+    }
+    if !job_is_dispatching(job) {
+        return Err(NotAssignable::JobNotDispatching);
+    }
+    task.attempt += 1;
+    task.status = TaskStatus::Running;
+    task.worker_id = Some(worker_id.to_owned());
+    task.lease_id = Some(lease_id(task.attempt, nonce));
+    task.started_at = Some(now);
+    let expires = lease_deadline(now, now, task.timeout_sec, timing.lease);
+    task.lease_expires = Some(expires);
+    task.redispatch_at = None;
+    task.redispatch_count = 0;
+    task.updated_at = now;
+    if job.status == JobStatus::Queued {
+        job.status = JobStatus::Running;
+        job.updated_at = now;
+    }
+    Ok(Assignment {
+        job_id: task.job_id.clone(),
+        task_id: task.task_id.clone(),
+        task_type: task.task_type.clone(),
+        inputs: task.inputs.clone(),
+        attempt: task.attempt,
+        lease_id: task.lease_id.clone().unwrap_or_default(),
+        lease_expires: expires,
+    })
+}
+
+/// What to do with a report, decided before anything changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportCheck {
+    /// Accept it and apply it.
+    Apply,
+    /// The job was canceled: answer 200, change nothing.
+    JobCanceled,
+    /// The same idempotency key was already accepted for this lease: answer 200, change nothing.
+    Duplicate,
+    /// The task is not running now (never assigned, waiting for a retry, or finished): 409.
+    NotRunning,
+    /// The task runs under another lease: 409.
+    StaleLease,
+}
+
+/// Decides what a report may do. Order matters: a canceled job swallows every report, a
+/// repeated report is recognised even after the task moved on, and only then are status and
+/// lease checked.
+pub fn check_report(job: &Job, task: &Task, report: &Report) -> ReportCheck {
+    if job.status == JobStatus::Canceled {
+        return ReportCheck::JobCanceled;
+    }
+    if report.idempotency_key.is_some()
+        && task.last_report_key == report.idempotency_key
+        && task.last_report_lease.as_deref() == Some(report.lease_id.as_str())
+    {
+        return ReportCheck::Duplicate;
+    }
+    if task.status != TaskStatus::Running {
+        return ReportCheck::NotRunning;
+    }
+    if task.lease_id.as_deref() != Some(report.lease_id.as_str()) {
+        return ReportCheck::StaleLease;
+    }
+    ReportCheck::Apply
+}
+
+/// Why an attempt ended without success.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The worker reported `Failed`.
+    Reported(Option<String>),
+    /// The lease lapsed without a report.
+    LeaseExpired,
+    /// The attempt ran past `timeout_sec`.
+    TimedOut,
+}
+
+impl FailureCause {
+    /// The text stored as the task's `error`.
+    pub fn message(&self, task: &Task) -> String {
+        match self {
+            FailureCause::Reported(Some(e)) if !e.is_empty() => e.clone(),
+            FailureCause::Reported(_) => "task failed".to_owned(),
+            FailureCause::LeaseExpired => format!(
+                "lease expired on attempt {} (worker {} stopped heartbeating)",
+                task.attempt,
+                task.worker_id.as_deref().unwrap_or("unknown")
+            ),
+            FailureCause::TimedOut => {
+                format!(
+                    "attempt {} timed out after {}s",
+                    task.attempt, task.timeout_sec
+                )
+            }
+        }
+    }
+
+    /// The `reason` label of `queue_nacked_total` for this cause.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FailureCause::Reported(_) => "task_failed",
+            FailureCause::LeaseExpired => "lease_expired",
+            FailureCause::TimedOut => "timeout",
+        }
+    }
+}
+
+/// Where a failed attempt left the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Attempts remain: the task is `Queued` again.
+    Retry,
+    /// No attempts remain: the task is `Failed` and in the dead-letter queue.
+    DeadLettered,
+}
+
+/// Records a successful report on a running task.
+pub fn complete(task: &mut Task, report: &Report, now: Timestamp) {
+    task.status = TaskStatus::Completed;
+    task.output_artifact_uri = report.output_artifact_uri.clone();
+    task.error = None;
+    remember_report(task, report);
+    end_attempt(task, now);
+}
+
+/// Consumes one attempt: back to `Queued` while attempts remain, else `Failed` and dead-lettered.
+/// `report` is the worker's report when there is one (it makes a repeat of it recognisable).
+pub fn fail_attempt(
+    task: &mut Task,
+    cause: &FailureCause,
+    report: Option<&Report>,
+    job_dispatching: bool,
+    now: Timestamp,
+    timing: Timing,
+) -> AttemptOutcome {
+    task.error = Some(cause.message(task));
+    if let Some(report) = report {
+        remember_report(task, report);
+    }
+    end_attempt(task, now);
+    if task.attempt < task.attempt_limit {
+        task.status = TaskStatus::Queued;
+        if job_dispatching {
+            mark_dispatchable(task, now, timing);
+        }
+        AttemptOutcome::Retry
+    } else {
+        task.status = TaskStatus::Failed;
+        task.dead_lettered_at = Some(now);
+        AttemptOutcome::DeadLettered
+    }
+}
+
+fn remember_report(task: &mut Task, report: &Report) {
+    task.last_report_key = report.idempotency_key.clone();
+    task.last_report_lease = Some(report.lease_id.clone());
+}
+
+fn end_attempt(task: &mut Task, now: Timestamp) {
+    task.lease_expires = None;
+    task.redispatch_at = None;
+    task.updated_at = now;
+}
+
+/// What a lapsed lease counts as: a timeout when the deadline was the attempt's time limit.
+pub fn expiry_cause(task: &Task) -> FailureCause {
+    match (task.started_at, task.lease_expires) {
+        (Some(started), Some(expires))
+            if expires >= started.plus(Duration::from_secs(u64::from(task.timeout_sec))) =>
+        {
+            FailureCause::TimedOut
+        }
+        _ => FailureCause::LeaseExpired,
+    }
+}
+
+/// Applies a report the check accepted. Returns the attempt outcome for a failure.
+pub fn apply_report(
+    task: &mut Task,
+    report: &Report,
+    job_dispatching: bool,
+    now: Timestamp,
+    timing: Timing,
+) -> Option<AttemptOutcome> {
+    match report.status {
+        ReportStatus::Completed => {
+            complete(task, report, now);
+            None
+        }
+        ReportStatus::Failed => Some(fail_attempt(
+            task,
+            &FailureCause::Reported(report.error.clone()),
+            Some(report),
+            job_dispatching,
+            now,
+            timing,
+        )),
+    }
+}
+
+/// One dependency of `dependent` completed. Returns true when that made it dispatchable.
+pub fn dependency_completed(
+    dependent: &mut Task,
+    job_dispatching: bool,
+    now: Timestamp,
+    timing: Timing,
+) -> bool {
+    dependent.pending_dependencies = dependent.pending_dependencies.saturating_sub(1);
+    if dependent.is_dispatchable() {
+        dependent.updated_at = now;
+        if job_dispatching {
+            mark_dispatchable(dependent, now, timing);
+            return true;
+        }
+    }
+    false
+}
+
+/// A task of `job` completed. Returns true when that completed the job.
+pub fn job_task_completed(job: &mut Job, task: &Task, now: Timestamp) -> bool {
+    job.completed_tasks += 1;
+    job.updated_at = now;
+    if job.completed_tasks >= job.task_count {
+        job.status = JobStatus::Completed;
+        job.message = None;
+        if job.sink_task_id == task.task_id {
+            job.result_artifact_uri = task.output_artifact_uri.clone();
+        }
+        return true;
+    }
+    false
+}
+
+/// A task of `job` was dead-lettered: the job fails and dispatches nothing until every dead task
+/// of it is requeued.
+pub fn job_task_dead_lettered(job: &mut Job, task: &Task, now: Timestamp) {
+    job.dead_tasks += 1;
+    job.status = JobStatus::Failed;
+    job.message = Some(format!(
+        "task {} failed after {} attempts: {}",
+        task.task_id,
+        task.attempt,
+        task.error.as_deref().unwrap_or("task failed")
+    ));
+    job.updated_at = now;
+}
+
+/// A dead task of `job` was requeued. Returns true when the job runs again (no dead task is left);
+/// the caller then makes its dispatchable tasks dispatchable again.
+pub fn job_task_requeued(job: &mut Job, now: Timestamp) -> bool {
+    job.dead_tasks = job.dead_tasks.saturating_sub(1);
+    job.updated_at = now;
+    if job.dead_tasks == 0 && job.status == JobStatus::Failed {
+        job.status = JobStatus::Running;
+        job.message = None;
+        return true;
+    }
+    false
+}
+
+/// Extends a live lease (heartbeat), never past the attempt's timeout; a lease that already
+/// lapsed is left for the reconciler. Returns true when it was extended.
+pub fn extend_lease(task: &mut Task, now: Timestamp, timing: Timing) -> bool {
+    match (task.status, task.started_at, task.lease_expires) {
+        (TaskStatus::Running, Some(started), Some(expires)) if expires > now => {
+            let new = lease_deadline(now, started, task.timeout_sec, timing.lease);
+            if new > expires {
+                task.lease_expires = Some(new);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Cancels an unfinished task. Returns true when it changed.
+pub fn cancel_task(task: &mut Task, now: Timestamp) -> bool {
+    if task.status.is_terminal() {
+        return false;
+    }
+    task.status = TaskStatus::Canceled;
+    end_attempt(task, now);
+    true
+}
+
+/// What a cancel request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// This request canceled the job.
+    Canceled,
+    /// It was canceled before.
+    AlreadyCanceled,
+    /// It had already completed or failed; nothing changed.
+    AlreadyFinished,
+}
+
+impl CancelOutcome {
+    /// The API's `accepted`: true when the job is (now) canceled.
+    pub fn accepted(self) -> bool {
+        !matches!(self, CancelOutcome::AlreadyFinished)
+    }
+}
+
+/// Cancels a job that has not finished. The caller cancels its unfinished tasks when the result
+/// is [`CancelOutcome::Canceled`].
+pub fn cancel_job(job: &mut Job, now: Timestamp) -> CancelOutcome {
+    match job.status {
+        JobStatus::Canceled => CancelOutcome::AlreadyCanceled,
+        JobStatus::Completed | JobStatus::Failed => CancelOutcome::AlreadyFinished,
+        JobStatus::Queued | JobStatus::Running => {
+            job.status = JobStatus::Canceled;
+            job.message = Some("canceled".to_owned());
+            job.updated_at = now;
+            CancelOutcome::Canceled
+        }
+    }
+}
+
+/// Takes a dead task out of the dead-letter queue with a fresh attempt budget (the attempt counter
+/// keeps counting). Returns false when the task is not a dead letter.
+pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
+    if task.status != TaskStatus::Failed || task.dead_lettered_at.is_none() {
+        return false;
+    }
+    task.status = TaskStatus::Queued;
+    task.dead_lettered_at = None;
+    task.attempt_limit = task.attempt + task.max_retries + 1;
+    task.lease_expires = None;
+    task.updated_at = now;
+    true
+}
+
+/// The reconciler enqueued an unclaimed dispatchable task again: back off before the next time.
+pub fn redispatched(task: &mut Task, now: Timestamp, timing: Timing) {
+    task.redispatch_count = task.redispatch_count.saturating_add(1);
+    let factor = 1u32
+        << task
+            .redispatch_count
+            .min(MAX_REDISPATCH_BACKOFF.trailing_zeros());
+    task.redispatch_at = Some(now.plus(timing.orphan_after * factor));
+}
