@@ -1,1 +1,39 @@
-//! placeholder
+//! DAEF's conformance suites: the behaviour the engine relies on from every backend of a port,
+//! written once and run against each one (object_store's `integration.rs` plus Quickwit's
+//! `metastore_test_suite!`).
+//!
+//! Each suite module holds plain `pub async fn <behaviour>(port: &dyn Port)` functions named
+//! after the behaviour they pin, and a `#[macro_export]` macro that turns each into a test
+//! for one backend: [`queue_suite!`] for [`daef_core::ports::Queue`],
+//! [`rate_limiter_suite!`] for [`daef_core::ports::RateLimiter`], [`store_suite!`] for
+//! [`daef_core::ports::Store`]. The suites are instantiated
+//! per backend in this crate's `tests/it/` (the adapters are dev-dependencies, so no adapter
+//! crate depends on this one and no dependency cycle arises).
+//!
+//! A behaviour must hold for every backend: this crate never contains backend-specific
+//! expectations, never sleeps (time is passed in as `now`), and never relies on tests running
+//! one at a time: each test gets its own queue or limiter from the factory.
+
+pub mod queue;
+pub mod rate;
+// The store suite is test code through and through; a failed unwrap is a failed test.
+#[allow(clippy::unwrap_used)]
+pub mod store;
+
+/// What the suite macros expand to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+
+    /// Runs one behaviour on a fresh two-worker runtime, so that concurrent behaviours really
+    /// run in parallel. (What `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`
+    /// does, without the macro's callers needing `tokio` themselves.)
+    pub fn run<F: Future<Output = ()>>(behaviour: F) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("building the test runtime")
+            .block_on(behaviour);
+    }
+}

@@ -15,10 +15,10 @@ use crate::audit::{AuditDraft, AuditEvent, ChainVerifier, Verification};
 use crate::error::{Error, Resource, Result};
 use crate::metric;
 use crate::model::{
-    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef, TaskStatus,
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef,
     WorkerCapabilities, WorkerStats,
 };
-use crate::planner::{self, JobSpec};
+use crate::planner::JobSpec;
 use crate::ports::{AuditQuery, Dispatch, JobQuery, Page, Queue, ReportOutcome, Store, TaskQuery};
 use crate::time::Timestamp;
 use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
@@ -118,61 +118,7 @@ impl Engine {
 
     /// Plans and stores a job, then enqueues its dispatchable tasks.
     pub async fn submit(&self, spec: &JobSpec, tenant: &str, now: Timestamp) -> Result<Job> {
-        let plan = planner::plan(spec)?;
-        let job = Job {
-            job_id: JobId::generate(),
-            tenant: tenant.to_owned(),
-            job_type: spec.job_type.clone(),
-            input: spec.input.clone(),
-            policy: spec.policy.clone(),
-            priority: spec.priority,
-            status: JobStatus::Queued,
-            message: None,
-            result_artifact_uri: None,
-            sink_task_id: plan.sink_task_id,
-            task_count: plan.tasks.len() as u32,
-            completed_tasks: 0,
-            dead_tasks: 0,
-            created_at: now,
-            updated_at: now,
-        };
-        let tasks: Vec<Task> = plan
-            .tasks
-            .into_iter()
-            .map(|t| {
-                let mut task = Task {
-                    job_id: job.job_id.clone(),
-                    pending_dependencies: t.dependencies.len() as u32,
-                    task_id: t.task_id,
-                    task_type: t.task_type,
-                    inputs: t.inputs,
-                    dependencies: t.dependencies,
-                    attempt_limit: t.max_retries + 1,
-                    max_retries: t.max_retries,
-                    timeout_sec: t.timeout_sec,
-                    priority: job.priority,
-                    status: TaskStatus::Queued,
-                    attempt: 0,
-                    worker_id: None,
-                    lease_id: None,
-                    lease_expires: None,
-                    started_at: None,
-                    last_report_key: None,
-                    last_report_lease: None,
-                    output_artifact_uri: None,
-                    error: None,
-                    dead_lettered_at: None,
-                    redispatch_at: None,
-                    redispatch_count: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                if task.is_dispatchable() {
-                    transition::mark_dispatchable(&mut task, now, self.config.timing);
-                }
-                task
-            })
-            .collect();
+        let (job, tasks) = transition::create_job(spec, tenant, now, self.config.timing)?;
         self.store.insert_job(&job, &tasks).await?;
         counter!(metric::JOBS_SUBMITTED_TOTAL).increment(1);
         let ready: Vec<Dispatch> = tasks

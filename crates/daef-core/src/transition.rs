@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::model::{Assignment, Job, JobStatus, Report, ReportStatus, Task, TaskStatus};
+use crate::error::Error;
+use crate::model::{Assignment, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskStatus};
+use crate::planner::{self, JobSpec};
 use crate::time::Timestamp;
 
 /// Timing rules a store needs to apply transitions.
@@ -56,6 +58,67 @@ pub fn lease_deadline(
 /// pauses it until requeued), canceled or completed.
 pub fn job_is_dispatching(job: &Job) -> bool {
     matches!(job.status, JobStatus::Queued | JobStatus::Running)
+}
+
+/// A new job and its tasks, planned from `spec`: everything `Queued`, tasks without
+/// dependencies dispatchable at once.
+pub fn create_job(spec: &JobSpec, tenant: &str, now: Timestamp, timing: Timing) -> Result<(Job, Vec<Task>), Error> {
+    let plan = planner::plan(spec)?;
+    let job = Job {
+        job_id: JobId::generate(),
+        tenant: tenant.to_owned(),
+        job_type: spec.job_type.clone(),
+        input: spec.input.clone(),
+        policy: spec.policy.clone(),
+        priority: spec.priority,
+        status: JobStatus::Queued,
+        message: None,
+        result_artifact_uri: None,
+        sink_task_id: plan.sink_task_id,
+        task_count: plan.tasks.len() as u32,
+        completed_tasks: 0,
+        dead_tasks: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let tasks = plan
+        .tasks
+        .into_iter()
+        .map(|t| {
+            let mut task = Task {
+                job_id: job.job_id.clone(),
+                pending_dependencies: t.dependencies.len() as u32,
+                task_id: t.task_id,
+                task_type: t.task_type,
+                inputs: t.inputs,
+                dependencies: t.dependencies,
+                attempt_limit: t.max_retries + 1,
+                max_retries: t.max_retries,
+                timeout_sec: t.timeout_sec,
+                priority: job.priority,
+                status: TaskStatus::Queued,
+                attempt: 0,
+                worker_id: None,
+                lease_id: None,
+                lease_expires: None,
+                started_at: None,
+                last_report_key: None,
+                last_report_lease: None,
+                output_artifact_uri: None,
+                error: None,
+                dead_lettered_at: None,
+                redispatch_at: None,
+                redispatch_count: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            if task.is_dispatchable() {
+                mark_dispatchable(&mut task, now, timing);
+            }
+            task
+        })
+        .collect();
+    Ok((job, tasks))
 }
 
 /// Marks a task dispatchable now: the reconciler re-enqueues it if nothing claims it in time.

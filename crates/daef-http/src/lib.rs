@@ -1,1 +1,20 @@
-//! placeholder
+//! DAEF's HTTP API (v1) on hyper 1.x: routing ([`route::Route`]), authentication and scope
+//! checks, request handlers, admin safety (dead-letter requeue limits and auditing), JSON and
+//! Prometheus metrics, and the server loop with graceful shutdown.
+//!
+//! This is the only crate that knows HTTP. It must never decide a lifecycle rule (that is
+//! `daef-core`'s) nor talk to a backend except through the engine and the rate-limiter port; and
+//! it must never put backend error text in a response body (a 5xx says `internal error` or
+//! names the unavailable backend, and the cause goes to the log).
+
+pub mod app;
+pub mod error;
+mod handler;
+pub mod json;
+pub mod metrics;
+pub mod route;
+pub mod server;
+
+pub use app::{AdminLimits, App, HttpConfig};
+pub use metrics::Metrics;
+pub use server::serve;

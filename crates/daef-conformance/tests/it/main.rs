@@ -1,0 +1,4 @@
+//! The conformance suites run against each backend, one module per backend (matklad's single
+//! integration-test binary).
+
+mod memory;

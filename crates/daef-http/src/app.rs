@@ -1,0 +1,296 @@
+//! [`App`]: one request in, one response out. Routing, authentication, the body limit, scope
+//! checks, metrics and the access log happen here; the handlers do the rest.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use daef_auth::{Authenticator, Principal};
+use daef_core::audit::{self, AuditDraft, result};
+use daef_core::ports::RateLimiter;
+use daef_core::{Engine, Timestamp, metric};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as HttpBody;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use metrics::{counter, histogram};
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult};
+use crate::handler;
+use crate::json::Query;
+use crate::metrics::Metrics;
+use crate::route::{Route, RouteError};
+
+/// The response body type.
+pub type Body = Full<Bytes>;
+
+/// Admin safety limits for dead-letter requeues (DESIGN.md §4). A value ≤ 0 disables a limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Most tasks in one requeue request (`DAEF_ADMIN_REQUEUE_MAX_BATCH`).
+    pub max_batch: i64,
+    /// Non-dry-run requeues per principal per minute (`DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN`).
+    pub rate_limit_per_min: i64,
+    /// Batch size from which `X-DAEF-Confirm` is required (`DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD`).
+    pub confirm_threshold: i64,
+    /// The confirmation token; unset means no confirmation is asked (`DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN`).
+    pub confirm_token: Option<String>,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        Self { max_batch: 100, rate_limit_per_min: 30, confirm_threshold: 20, confirm_token: None }
+    }
+}
+
+/// HTTP settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest accepted request body (`DAEF_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Dead-letter requeue safety.
+    pub admin: AdminLimits,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, admin: AdminLimits::default() }
+    }
+}
+
+/// The v1 API over an [`Engine`].
+#[derive(Debug)]
+pub struct App {
+    pub(crate) engine: Engine,
+    pub(crate) auth: Authenticator,
+    pub(crate) rate_limiter: Arc<dyn RateLimiter>,
+    pub(crate) config: HttpConfig,
+    pub(crate) metrics: Metrics,
+}
+
+/// What a handler knows about the request it serves.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) principal: Principal,
+    pub(crate) remote: SocketAddr,
+    pub(crate) headers: HeaderMap,
+    pub(crate) query: Query,
+    pub(crate) body: Bytes,
+    pub(crate) now: Timestamp,
+}
+
+impl Ctx {
+    /// A header's value, when it is valid text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The tenant an admin or cancel action is recorded under: `X-DAEF-Tenant` when valid, else
+    /// the token's single tenant, else `default`.
+    pub(crate) fn audit_tenant(&self) -> String {
+        self.principal.effective_tenant(None, self.header("x-daef-tenant")).unwrap_or_else(|_| "default".to_owned())
+    }
+}
+
+impl App {
+    /// The API over `engine`, authenticating with `auth` and rate-limiting admin requeues with
+    /// `rate_limiter` (share one backend between replicas so they enforce one limit).
+    pub fn new(engine: Engine, auth: Authenticator, rate_limiter: Arc<dyn RateLimiter>, config: HttpConfig) -> Self {
+        Self { engine, auth, rate_limiter, config, metrics: Metrics::global() }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The metrics handle (for the exporter's periodic upkeep).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves one request.
+    pub async fn handle<B>(&self, req: Request<B>, remote: SocketAddr) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = Route::parse(&method, req.uri().path());
+        let template = route.as_ref().map_or("unmatched", Route::template);
+        let (response, actor) = match route {
+            Ok(route) => self.serve(route, req, remote).await,
+            Err(RouteError::NotFound) => (error_response(ApiError::route_not_found()), None),
+            Err(RouteError::MethodNotAllowed(allow)) => (error_response(ApiError::method_not_allowed(allow)), None),
+        };
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        counter!(metric::HTTP_REQUESTS_TOTAL, "route" => template, "method" => method_label(&method), "status" => status.to_string())
+            .increment(1);
+        histogram!(metric::HTTP_REQUEST_DURATION_SECONDS, "route" => template).record(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "daef_http::access",
+            method = %method,
+            route = template,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            actor = actor.as_deref().unwrap_or("-"),
+            remote = %remote,
+            "request"
+        );
+        response
+    }
+
+    async fn serve<B>(&self, route: Route, req: Request<B>, remote: SocketAddr) -> (Response<Body>, Option<String>)
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let principal = match self.auth.authenticate(
+            header_str(&parts.headers, header::AUTHORIZATION.as_str()),
+            header_str(&parts.headers, "x-daef-token"),
+        ) {
+            Ok(p) => p,
+            // Public routes answer whoever asks.
+            Err(_) if route.requirements().is_none() => Principal::anonymous(),
+            Err(err) => return (error_response(err.into()), None),
+        };
+        let actor = Some(principal.id.clone());
+        let body = match self.read_body(&parts.headers, body).await {
+            Ok(body) => body,
+            Err(err) => return (error_response(err), actor),
+        };
+        let ctx = Ctx {
+            principal,
+            remote,
+            headers: parts.headers,
+            query: Query::parse(parts.uri.query()),
+            body,
+            now: Timestamp::now(),
+        };
+        if let Some(required) = route.requirements() {
+            if let Err(denied) = ctx.principal.require(required) {
+                if let Some(action) = route.admin_action() {
+                    self.audit(&ctx, action, route.template(), 0, result::FORBIDDEN, &denied.to_string()).await;
+                }
+                return (error_response(denied.into()), actor);
+            }
+        }
+        let response = handler::dispatch(self, &ctx, route).await.unwrap_or_else(error_response);
+        (response, actor)
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> ApiResult<Bytes>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.config.max_body_bytes;
+        let declared = header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::payload_too_large(limit)),
+            Err(err) => Err(ApiError::bad_request(format!("could not read request body: {err}"))),
+        }
+    }
+
+    /// Appends an audit event for an admin or cancel request and counts it. A failure to write
+    /// it is logged loudly: the action itself has already been decided.
+    pub(crate) async fn audit(&self, ctx: &Ctx, action: &str, resource: &str, requested: u64, outcome: &str, details: &str) {
+        let tenant = ctx.audit_tenant();
+        let draft = AuditDraft {
+            action: action.to_owned(),
+            actor: ctx.principal.id.clone(),
+            tenant: tenant.clone(),
+            remote_addr: ctx.remote.to_string(),
+            resource: resource.to_owned(),
+            payload_hash: audit::payload_hash(&ctx.body),
+            requested,
+            result: outcome.to_owned(),
+            details: details.to_owned(),
+        };
+        if let Err(err) = self.engine.audit(draft, ctx.now).await {
+            tracing::error!(action, outcome, error = %err, source = ?std::error::Error::source(&err), "could not append to the audit log");
+        }
+        counter!(
+            metric::ADMIN_ACTIONS_TOTAL,
+            "action" => action.to_owned(),
+            "actor" => ctx.principal.id.clone(),
+            "result" => outcome.to_owned(),
+            "tenant" => self.tenant_label(&tenant),
+        )
+        .increment(1);
+    }
+
+    /// Tenant label values are bounded: tenants named by a configured token, and `default`,
+    /// keep their name; any other tenant is `other`.
+    pub(crate) fn tenant_label(&self, tenant: &str) -> String {
+        if tenant == "default" || self.auth.configured_tenants().contains(tenant) {
+            tenant.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn method_label(method: &hyper::Method) -> &'static str {
+    match *method {
+        hyper::Method::GET => "GET",
+        hyper::Method::POST => "POST",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::PUT => "PUT",
+        hyper::Method::PATCH => "PATCH",
+        hyper::Method::HEAD => "HEAD",
+        hyper::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_type(status, bytes, "application/json"),
+        Err(err) => {
+            tracing::error!(error = %err, "could not serialize a response");
+            error_response(ApiError::internal())
+        }
+    }
+}
+
+/// A response with a body of the given content type.
+pub(crate) fn with_type(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// `{"error": message}` with the error's status and headers.
+pub(crate) fn error_response(err: ApiError) -> Response<Body> {
+    #[derive(Serialize)]
+    struct ErrorBody<'a> {
+        error: &'a str,
+    }
+    let mut response = match serde_json::to_vec(&ErrorBody { error: &err.message }) {
+        Ok(bytes) => with_type(err.status, bytes, "application/json"),
+        Err(_) => with_type(err.status, Bytes::new(), "application/json"),
+    };
+    if let Some(secs) = err.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(allow) = err.allow {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}

@@ -1,0 +1,171 @@
+//! `/v1/jobs…`: submit, list, status, cancel, tasks.
+
+use daef_core::audit::{action, result};
+use daef_core::model::{Job, JobId, JobStatus, Priority, TaskStatus};
+use daef_core::planner::{JobSpec, TaskSpec};
+use daef_core::ports::{JobQuery, TaskQuery};
+use daef_core::transition::CancelOutcome;
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::view::{JobView, TaskView};
+use crate::app::{self, App, Body, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::json::{self, Fields};
+
+/// Longest job `type` or task `type`.
+const MAX_TYPE_LEN: usize = 128;
+/// Most jobs one list request returns.
+const MAX_JOBS_PAGE: usize = 1_000;
+/// Jobs per page when the request does not say.
+const DEFAULT_JOBS_PAGE: usize = 50;
+
+pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
+    let body = json::object(&ctx.body, false)?;
+    let fields = Fields::new(&body);
+    let spec = job_spec(&fields)?;
+    let tenant = ctx.principal.effective_tenant(fields.str("tenant")?, ctx.header("x-daef-tenant"))?;
+    ctx.principal.check_tenant(&tenant)?;
+    let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
+    Ok(app::json(StatusCode::ACCEPTED, &json!({"job_id": job.job_id, "status": job.status.as_str()})))
+}
+
+/// Validates the submit body's types; the planner validates the DAG itself.
+fn job_spec(fields: &Fields<'_>) -> ApiResult<JobSpec> {
+    let job_type = fields.required_str("type", MAX_TYPE_LEN)?.to_owned();
+    let tasks = match fields.array("tasks")? {
+        None => None,
+        Some(items) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| task_spec(i, item))
+                .collect::<ApiResult<Vec<_>>>()?,
+        ),
+    };
+    // With an explicit DAG the input is informational; the default planner needs one.
+    let input = match fields.str("input")? {
+        Some(input) => input.to_owned(),
+        None if tasks.is_some() => String::new(),
+        None => return Err(ApiError::bad_request("input is required")),
+    };
+    let priority = match fields.str("priority")? {
+        None => Priority::default(),
+        Some(p) => p.parse().map_err(|()| ApiError::bad_request("priority must be interactive or batch"))?,
+    };
+    let policy = fields.str("policy")?.map(str::to_owned);
+    Ok(JobSpec { job_type, input, policy, priority, tasks })
+}
+
+fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
+    let prefix = format!("tasks[{index}]");
+    let Value::Object(map) = item else {
+        return Err(ApiError::bad_request(format!("{prefix} must be an object")));
+    };
+    let fields = Fields::nested(map, &prefix);
+    let task_id = fields.str("task_id")?.ok_or_else(|| ApiError::bad_request(format!("{prefix}.task_id is required")))?;
+    let task_type = fields.str("type")?.ok_or_else(|| ApiError::bad_request(format!("{prefix}.type is required")))?;
+    let int = |name: &str, min: i64, max: i64| -> ApiResult<Option<u32>> {
+        Ok(fields.int(name, min, max)?.map(|n| n as u32))
+    };
+    Ok(TaskSpec {
+        task_id: task_id.to_owned(),
+        task_type: task_type.to_owned(),
+        inputs: fields.string_map("inputs")?.unwrap_or_default(),
+        dependencies: fields.string_list("dependencies")?.unwrap_or_default(),
+        max_retries: int("max_retries", 0, i64::from(daef_core::planner::MAX_RETRIES_LIMIT))?,
+        timeout_sec: int("timeout_sec", 1, i64::from(daef_core::planner::MAX_TIMEOUT_SEC))?,
+    })
+}
+
+pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
+    let status = match ctx.query.get("status") {
+        None => None,
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
+            ApiError::bad_request("status must be one of Queued, Running, Completed, Failed, Canceled")
+        })?),
+    };
+    let limit = ctx.query.limit(DEFAULT_JOBS_PAGE, MAX_JOBS_PAGE)?;
+    let offset = ctx.query.offset()?;
+    let tenants = match ctx.query.get("tenant") {
+        Some(tenant) => {
+            ctx.principal.check_tenant(tenant)?;
+            Some(vec![tenant.to_owned()])
+        }
+        None => ctx.principal.tenant_filter(),
+    };
+    let page = app.engine.list_jobs(&JobQuery { status, tenants, limit, offset }).await?;
+    let jobs: Vec<JobView<'_>> = page.items.iter().map(JobView::from).collect();
+    Ok(app::json(
+        StatusCode::OK,
+        &json!({"total": page.total, "returned": jobs.len(), "limit": limit, "offset": offset, "jobs": jobs}),
+    ))
+}
+
+/// Loads a job the principal may see: 404 when unknown, 403 when another tenant's.
+async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Job> {
+    let job = app.engine.job(id).await?;
+    ctx.principal.check_tenant(&job.tenant)?;
+    Ok(job)
+}
+
+pub(super) async fn get(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
+    let job = visible_job(app, ctx, id).await?;
+    Ok(app::json(StatusCode::OK, &JobView::from(&job)))
+}
+
+/// Every cancel request is audited: `ok` when it canceled the job, `noop` otherwise.
+pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
+    let resource = format!("/v1/jobs/{id}");
+    let job = match visible_job(app, ctx, id).await {
+        Ok(job) => job,
+        Err(err) => {
+            app.audit(ctx, action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message).await;
+            return Err(err);
+        }
+    };
+    let outcome = match app.engine.cancel(&job.job_id, ctx.now).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            let err = ApiError::from(err);
+            app.audit(ctx, action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message).await;
+            return Err(err);
+        }
+    };
+    let (outcome_label, details) = match outcome {
+        CancelOutcome::Canceled => (result::OK, "canceled".to_owned()),
+        CancelOutcome::AlreadyCanceled => (result::NOOP, "already canceled".to_owned()),
+        CancelOutcome::AlreadyFinished => (result::NOOP, format!("already {}", job.status)),
+    };
+    app.audit(ctx, action::JOB_CANCEL, &resource, 1, outcome_label, &details).await;
+    Ok(app::json(StatusCode::OK, &json!({"accepted": outcome.accepted()})))
+}
+
+pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
+    let status = match ctx.query.get("status") {
+        None => None,
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|_| {
+            ApiError::bad_request("status must be one of Queued, Running, Completed, Failed, Canceled")
+        })?),
+    };
+    let limit = ctx.query.non_negative("limit")?;
+    let offset = ctx.query.non_negative("offset")?;
+    let job = visible_job(app, ctx, id).await?;
+    let query = TaskQuery {
+        status,
+        worker_id: ctx.query.get("worker_id").map(str::to_owned),
+        // A job has at most 1,000 tasks; no limit (or 0) means all of them.
+        limit: limit.filter(|n| *n > 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        offset: offset.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let page = app.engine.tasks(&job.job_id, &query).await?;
+    let tasks: Vec<TaskView<'_>> = page.items.iter().map(TaskView::from).collect();
+    let mut body = json!({"job_id": job.job_id, "total": page.total, "returned": tasks.len(), "tasks": tasks});
+    if let Some(limit) = limit {
+        body["limit"] = json!(limit);
+    }
+    if let Some(offset) = offset {
+        body["offset"] = json!(offset);
+    }
+    Ok(app::json(StatusCode::OK, &body))
+}

@@ -1,0 +1,206 @@
+//! Reading request bodies and query strings with errors that name the field at fault, and
+//! writing JSON responses.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Parses a body that must be a JSON object. An empty body counts as `{}` only when `allow_empty`.
+pub fn object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if allow_empty { Ok(Map::new()) } else { Err(ApiError::bad_request("request body is required")) };
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(err) => Err(ApiError::bad_request(format!("invalid JSON body: {err}"))),
+    }
+}
+
+/// Typed access to the fields of a JSON object; errors name the field by its full path
+/// (`tasks[2].max_retries`). `null` counts as absent.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    prefix: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// Fields of a top-level object.
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Self { map, prefix: "" }
+    }
+
+    /// Fields of a nested object whose path is `prefix` (e.g. `tasks[0]`).
+    pub fn nested(map: &'a Map<String, Value>, prefix: &'a str) -> Self {
+        Self { map, prefix }
+    }
+
+    /// The full path of a field, for messages.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_owned() } else { format!("{}.{name}", self.prefix) }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    /// An optional string.
+    pub fn str(&self, name: &str) -> ApiResult<Option<&'a str>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::bad_request(format!("{} must be a string", self.path(name)))),
+        }
+    }
+
+    /// A required, non-empty string (after trimming) of at most `max_len` characters.
+    pub fn required_str(&self, name: &str, max_len: usize) -> ApiResult<&'a str> {
+        match self.str(name)? {
+            None => Err(ApiError::bad_request(format!("{} is required", self.path(name)))),
+            Some(s) if s.trim().is_empty() => {
+                Err(ApiError::bad_request(format!("{} must be a non-empty string", self.path(name))))
+            }
+            Some(s) if s.chars().count() > max_len => Err(ApiError::bad_request(format!(
+                "{} must be at most {max_len} characters",
+                self.path(name)
+            ))),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// An optional integer within `min..=max`.
+    pub fn int(&self, name: &str, min: i64, max: i64) -> ApiResult<Option<i64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::bad_request(format!(
+                    "{} must be an integer from {min} to {max}",
+                    self.path(name)
+                ))),
+            },
+        }
+    }
+
+    /// An optional non-negative integer.
+    pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("{} must be a non-negative integer", self.path(name)))),
+        }
+    }
+
+    /// An optional number.
+    pub fn number(&self, name: &str) -> ApiResult<Option<f64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                v.as_f64().map(Some).ok_or_else(|| ApiError::bad_request(format!("{} must be a number", self.path(name))))
+            }
+        }
+    }
+
+    /// An optional boolean.
+    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::bad_request(format!("{} must be true or false", self.path(name)))),
+        }
+    }
+
+    /// An optional array.
+    pub fn array(&self, name: &str) -> ApiResult<Option<&'a Vec<Value>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(_) => Err(ApiError::bad_request(format!("{} must be an array", self.path(name)))),
+        }
+    }
+
+    /// An optional array of strings.
+    pub fn string_list(&self, name: &str) -> ApiResult<Option<Vec<String>>> {
+        let Some(items) = self.array(name)? else { return Ok(None) };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(ApiError::bad_request(format!("{}[{i}] must be a string", self.path(name)))),
+            })
+            .collect::<ApiResult<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// An optional object whose values are all strings.
+    pub fn string_map(&self, name: &str) -> ApiResult<Option<BTreeMap<String, String>>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(ApiError::bad_request(format!("{}.{k} must be a string", self.path(name)))),
+                })
+                .collect::<ApiResult<BTreeMap<_, _>>>()
+                .map(Some),
+            Some(_) => Err(ApiError::bad_request(format!("{} must be an object of strings", self.path(name)))),
+        }
+    }
+
+    /// An optional JSON value of any type except null.
+    pub fn value(&self, name: &str) -> Option<&'a Value> {
+        self.get(name)
+    }
+}
+
+/// A parsed query string. The first occurrence of a parameter wins.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses `a=1&b=x%20y`.
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = raw
+            .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default();
+        Self { pairs }
+    }
+
+    /// A parameter's value; an empty value counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// A non-negative integer parameter; anything else is a 400 naming it.
+    pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("{name} must be a non-negative integer"))),
+        }
+    }
+
+    /// `limit`: absent or 0 means `default`; above `cap` is clamped.
+    pub fn limit(&self, default: usize, cap: usize) -> ApiResult<usize> {
+        Ok(match self.non_negative("limit")? {
+            None | Some(0) => default,
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(cap),
+        })
+    }
+
+    /// `offset`: absent means 0.
+    pub fn offset(&self) -> ApiResult<usize> {
+        Ok(self.non_negative("offset")?.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+}

@@ -1,0 +1,506 @@
+//! The in-memory store: the default for a first run and for embedding.
+//!
+//! One mutex guards everything, so each operation is atomic (DESIGN.md invariant 2) by
+//! construction; the rules themselves are the pure functions of `daef_core::transition`. Ordered
+//! indexes keep every hot-path and reconciler operation O(log n) in the number of stored tasks:
+//! nothing scans all jobs or tasks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use daef_core::audit::{AuditDraft, AuditEvent};
+use daef_core::model::{
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, Task, TaskRef, TaskStatus, Worker,
+    WorkerCapabilities, WorkerStats,
+};
+use daef_core::ports::{
+    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportEffects, ReportOutcome,
+    RequeueOutcome, Store, TaskQuery,
+};
+use daef_core::transition::{self, AttemptOutcome, CancelOutcome, ReportCheck, Timing};
+use daef_core::{Error, Resource, Result, Timestamp};
+
+/// In-memory [`Store`]. Cheap to create; everything is lost when it is dropped.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied transition visible to
+        // callers in a way a restart would not (the process state is all there is), so keep
+        // serving rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("jobs", &inner.jobs.len())
+            .field("workers", &inner.workers.len())
+            .field("audit_events", &inner.audit.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<JobId, JobEntry>,
+    idx: Indexes,
+    workers: HashMap<String, Worker>,
+    audit: Vec<AuditEvent>,
+}
+
+struct JobEntry {
+    job: Job,
+    tasks: BTreeMap<String, Task>,
+    /// task id -> ids of the tasks that depend on it.
+    dependents: HashMap<String, Vec<String>>,
+}
+
+/// Secondary indexes. Each task or job is removed from them before it changes and added back
+/// after, so they always agree with the records.
+#[derive(Default)]
+struct Indexes {
+    jobs: BTreeSet<JobId>,
+    jobs_by_status: HashMap<JobStatus, BTreeSet<JobId>>,
+    jobs_by_tenant: HashMap<String, BTreeSet<JobId>>,
+    jobs_by_tenant_status: HashMap<(String, JobStatus), BTreeSet<JobId>>,
+    /// Running tasks by lease deadline.
+    leases: BTreeSet<(Timestamp, TaskRef)>,
+    /// Dispatchable tasks by the time the reconciler should enqueue them again.
+    redispatch: BTreeSet<(Timestamp, TaskRef)>,
+    /// Dead letters by the time they died.
+    dead: BTreeSet<(Timestamp, TaskRef)>,
+    /// Running tasks per worker (for heartbeats).
+    running_by_worker: HashMap<String, BTreeSet<TaskRef>>,
+}
+
+impl Indexes {
+    fn add_job(&mut self, job: &Job) {
+        self.jobs.insert(job.job_id.clone());
+        self.jobs_by_status.entry(job.status).or_default().insert(job.job_id.clone());
+        self.jobs_by_tenant.entry(job.tenant.clone()).or_default().insert(job.job_id.clone());
+        self.jobs_by_tenant_status
+            .entry((job.tenant.clone(), job.status))
+            .or_default()
+            .insert(job.job_id.clone());
+    }
+
+    /// Moves a job between status sets; the only job field the indexes depend on that changes.
+    fn job_status_changed(&mut self, job: &Job, old: JobStatus) {
+        if old == job.status {
+            return;
+        }
+        if let Some(set) = self.jobs_by_status.get_mut(&old) {
+            set.remove(&job.job_id);
+        }
+        if let Some(set) = self.jobs_by_tenant_status.get_mut(&(job.tenant.clone(), old)) {
+            set.remove(&job.job_id);
+        }
+        self.jobs_by_status.entry(job.status).or_default().insert(job.job_id.clone());
+        self.jobs_by_tenant_status
+            .entry((job.tenant.clone(), job.status))
+            .or_default()
+            .insert(job.job_id.clone());
+    }
+
+    fn add_task(&mut self, task: &Task) {
+        let key = task.task_ref();
+        if task.status == TaskStatus::Running {
+            if let Some(expires) = task.lease_expires {
+                self.leases.insert((expires, key.clone()));
+            }
+            if let Some(worker) = &task.worker_id {
+                self.running_by_worker.entry(worker.clone()).or_default().insert(key.clone());
+            }
+        }
+        if let Some(at) = task.redispatch_at.filter(|_| task.is_dispatchable()) {
+            self.redispatch.insert((at, key.clone()));
+        }
+        if let Some(at) = task.dead_lettered_at {
+            self.dead.insert((at, key));
+        }
+    }
+
+    fn remove_task(&mut self, task: &Task) {
+        let key = task.task_ref();
+        if let Some(expires) = task.lease_expires {
+            self.leases.remove(&(expires, key.clone()));
+        }
+        if let Some(worker) = &task.worker_id {
+            if let Some(set) = self.running_by_worker.get_mut(worker) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.running_by_worker.remove(worker);
+                }
+            }
+        }
+        if let Some(at) = task.redispatch_at {
+            self.redispatch.remove(&(at, key.clone()));
+        }
+        if let Some(at) = task.dead_lettered_at {
+            self.dead.remove(&(at, key));
+        }
+    }
+
+    /// Applies `change` to a task, keeping the indexes in step.
+    fn update_task<R>(&mut self, task: &mut Task, change: impl FnOnce(&mut Task) -> R) -> R {
+        self.remove_task(task);
+        let result = change(task);
+        self.add_task(task);
+        result
+    }
+
+    /// Applies `change` to a job, keeping the indexes in step.
+    fn update_job<R>(&mut self, job: &mut Job, change: impl FnOnce(&mut Job) -> R) -> R {
+        let old = job.status;
+        let result = change(job);
+        self.job_status_changed(job, old);
+        result
+    }
+
+    /// The ids of jobs matching the filters, as ordered sets (each newest last).
+    fn job_sets(&self, query: &JobQuery) -> Vec<&BTreeSet<JobId>> {
+        match (&query.tenants, query.status) {
+            (None, None) => vec![&self.jobs],
+            (None, Some(status)) => self.jobs_by_status.get(&status).into_iter().collect(),
+            (Some(tenants), None) => tenants.iter().filter_map(|t| self.jobs_by_tenant.get(t)).collect(),
+            (Some(tenants), Some(status)) => tenants
+                .iter()
+                .filter_map(|t| self.jobs_by_tenant_status.get(&(t.clone(), status)))
+                .collect(),
+        }
+    }
+}
+
+impl Inner {
+    fn entry_mut(&mut self, job_id: &JobId) -> Result<(&mut JobEntry, &mut Indexes)> {
+        let Inner { jobs, idx, .. } = self;
+        let entry = jobs.get_mut(job_id).ok_or(Error::NotFound(Resource::Job))?;
+        Ok((entry, idx))
+    }
+}
+
+impl JobEntry {
+    fn task_mut(&mut self, task_id: &str) -> Result<&mut Task> {
+        self.tasks.get_mut(task_id).ok_or(Error::NotFound(Resource::Task))
+    }
+
+    /// Makes every dispatchable task of a job that runs again dispatchable now.
+    fn redispatch_ready(&mut self, idx: &mut Indexes, now: Timestamp, timing: Timing) -> Vec<Dispatch> {
+        let mut enqueue = Vec::new();
+        for task in self.tasks.values_mut().filter(|t| t.is_dispatchable()) {
+            idx.update_task(task, |t| transition::mark_dispatchable(t, now, timing));
+            enqueue.push((task.task_ref(), task.priority));
+        }
+        enqueue
+    }
+
+    /// A failed job dispatches nothing: its waiting tasks stop being re-enqueued.
+    fn pause_dispatch(&mut self, idx: &mut Indexes) {
+        for task in self.tasks.values_mut().filter(|t| t.redispatch_at.is_some()) {
+            idx.update_task(task, |t| t.redispatch_at = None);
+        }
+    }
+
+    /// Records a dead-lettered task on its job and pauses the job.
+    fn task_dead_lettered(&mut self, idx: &mut Indexes, task_id: &str, now: Timestamp) {
+        let Some(task) = self.tasks.get(task_id).cloned() else { return };
+        idx.update_job(&mut self.job, |job| transition::job_task_dead_lettered(job, &task, now));
+        self.pause_dispatch(idx);
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.jobs.contains_key(&job.job_id) {
+            return Err(Error::conflict(format!("job {} already exists", job.job_id)));
+        }
+        let mut dependents: HashMap<String, Vec<String>> = HashMap::new();
+        for task in tasks {
+            for dep in &task.dependencies {
+                dependents.entry(dep.clone()).or_default().push(task.task_id.clone());
+            }
+        }
+        inner.idx.add_job(job);
+        for task in tasks {
+            inner.idx.add_task(task);
+        }
+        let entry = JobEntry {
+            job: job.clone(),
+            tasks: tasks.iter().map(|t| (t.task_id.clone(), t.clone())).collect(),
+            dependents,
+        };
+        inner.jobs.insert(job.job_id.clone(), entry);
+        Ok(())
+    }
+
+    async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {
+        Ok(self.lock().jobs.get(job_id).map(|e| e.job.clone()))
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
+        let inner = self.lock();
+        let sets = inner.idx.job_sets(query);
+        let total = sets.iter().map(|s| s.len() as u64).sum();
+        let page: Vec<&JobId> = if let [set] = sets.as_slice() {
+            set.iter().rev().skip(query.offset).take(query.limit).collect()
+        } else {
+            // Several tenants: merge their sets (a token rarely holds more than a few).
+            let mut ids: Vec<&JobId> = sets.iter().flat_map(|s| s.iter()).collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.into_iter().skip(query.offset).take(query.limit).collect()
+        };
+        let items = page.into_iter().filter_map(|id| inner.jobs.get(id)).map(|e| e.job.clone()).collect();
+        Ok(Page { total, items })
+    }
+
+    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery) -> Result<Option<Page<Task>>> {
+        let inner = self.lock();
+        let Some(entry) = inner.jobs.get(job_id) else { return Ok(None) };
+        let matching = entry.tasks.values().filter(|t| {
+            query.status.is_none_or(|s| t.status == s)
+                && query.worker_id.as_deref().is_none_or(|w| t.worker_id.as_deref() == Some(w))
+        });
+        let total = matching.clone().count() as u64;
+        let items = matching.skip(query.offset).take(query.limit.unwrap_or(usize::MAX)).cloned().collect();
+        Ok(Some(Page { total, items }))
+    }
+
+    async fn register_worker(&self, worker_id: &str, capabilities: &WorkerCapabilities, now: Timestamp) -> Result<()> {
+        let mut inner = self.lock();
+        inner
+            .workers
+            .entry(worker_id.to_owned())
+            .and_modify(|w| {
+                w.capabilities = capabilities.clone();
+                w.last_heartbeat = now;
+            })
+            .or_insert_with(|| Worker {
+                worker_id: worker_id.to_owned(),
+                capabilities: capabilities.clone(),
+                stats: WorkerStats::default(),
+                registered_at: now,
+                last_heartbeat: now,
+            });
+        Ok(())
+    }
+
+    async fn worker_exists(&self, worker_id: &str) -> Result<bool> {
+        Ok(self.lock().workers.contains_key(worker_id))
+    }
+
+    async fn heartbeat(&self, worker_id: &str, stats: &WorkerStats, now: Timestamp, timing: Timing) -> Result<Option<u32>> {
+        let mut guard = self.lock();
+        let Inner { jobs, idx, workers, .. } = &mut *guard;
+        let Some(worker) = workers.get_mut(worker_id) else { return Ok(None) };
+        worker.stats = stats.clone();
+        worker.last_heartbeat = now;
+        let running: Vec<TaskRef> =
+            idx.running_by_worker.get(worker_id).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut extended = 0;
+        for key in running {
+            let Some(task) = jobs.get_mut(&key.job_id).and_then(|e| e.tasks.get_mut(&key.task_id)) else {
+                continue;
+            };
+            if idx.update_task(task, |t| transition::extend_lease(t, now, timing)) {
+                extended += 1;
+            }
+        }
+        Ok(Some(extended))
+    }
+
+    async fn assign(&self, task_ref: &TaskRef, worker_id: &str, nonce: &str, now: Timestamp, timing: Timing) -> Result<Option<Assignment>> {
+        let mut inner = self.lock();
+        let Ok((entry, idx)) = inner.entry_mut(&task_ref.job_id) else { return Ok(None) };
+        let JobEntry { job, tasks, .. } = entry;
+        let Some(task) = tasks.get_mut(&task_ref.task_id) else { return Ok(None) };
+        let old_status = job.status;
+        let assigned = idx.update_task(task, |t| transition::assign(job, t, worker_id, nonce, now, timing));
+        idx.job_status_changed(job, old_status);
+        Ok(assigned.ok())
+    }
+
+    async fn report(&self, report: &Report, now: Timestamp, timing: Timing) -> Result<ReportOutcome> {
+        let mut inner = self.lock();
+        let (entry, idx) = inner.entry_mut(&report.task.job_id)?;
+        let task = entry.tasks.get(&report.task.task_id).ok_or(Error::NotFound(Resource::Task))?;
+        match transition::check_report(&entry.job, task, report) {
+            ReportCheck::Apply => {}
+            ReportCheck::JobCanceled => return Ok(ReportOutcome::JobCanceled),
+            ReportCheck::Duplicate => return Ok(ReportOutcome::Duplicate),
+            ReportCheck::NotRunning => return Ok(ReportOutcome::NotRunning),
+            ReportCheck::StaleLease => return Ok(ReportOutcome::StaleLease),
+        }
+        let dispatching = transition::job_is_dispatching(&entry.job);
+        let task = entry.task_mut(&report.task.task_id)?;
+        let failure = idx.update_task(task, |t| transition::apply_report(t, report, dispatching, now, timing));
+        let task = task.clone();
+        let mut enqueue = Vec::new();
+        match failure {
+            None => {
+                for dep_id in entry.dependents.get(&task.task_id).cloned().unwrap_or_default() {
+                    let Some(dependent) = entry.tasks.get_mut(&dep_id) else { continue };
+                    if idx.update_task(dependent, |d| transition::dependency_completed(d, dispatching, now, timing)) {
+                        enqueue.push((dependent.task_ref(), dependent.priority));
+                    }
+                }
+                idx.update_job(&mut entry.job, |job| transition::job_task_completed(job, &task, now));
+            }
+            Some(AttemptOutcome::Retry) => {
+                if dispatching {
+                    enqueue.push((task.task_ref(), task.priority));
+                }
+            }
+            Some(AttemptOutcome::DeadLettered) => entry.task_dead_lettered(idx, &task.task_id, now),
+        }
+        Ok(ReportOutcome::Applied(ReportEffects { failure, enqueue, job_status: entry.job.status }))
+    }
+
+    async fn cancel_job(&self, job_id: &JobId, now: Timestamp) -> Result<Option<CancelOutcome>> {
+        let mut inner = self.lock();
+        let Ok((entry, idx)) = inner.entry_mut(job_id) else { return Ok(None) };
+        let outcome = idx.update_job(&mut entry.job, |job| transition::cancel_job(job, now));
+        if outcome == CancelOutcome::Canceled {
+            for task in entry.tasks.values_mut() {
+                idx.update_task(task, |t| transition::cancel_task(t, now));
+            }
+        }
+        Ok(Some(outcome))
+    }
+
+    async fn expire_leases(&self, now: Timestamp, limit: usize, timing: Timing) -> Result<Vec<ExpiredLease>> {
+        let mut guard = self.lock();
+        let lapsed: Vec<TaskRef> =
+            guard.idx.leases.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, k)| k.clone()).collect();
+        let mut expired = Vec::with_capacity(lapsed.len());
+        for key in lapsed {
+            let (entry, idx) = guard.entry_mut(&key.job_id)?;
+            let dispatching = transition::job_is_dispatching(&entry.job);
+            let task = entry.task_mut(&key.task_id)?;
+            let worker_id = task.worker_id.clone().unwrap_or_default();
+            let cause = transition::expiry_cause(task);
+            let outcome = idx.update_task(task, |t| transition::fail_attempt(t, &cause, None, dispatching, now, timing));
+            let priority = task.priority;
+            let enqueue = match outcome {
+                AttemptOutcome::Retry => dispatching.then(|| (key.clone(), priority)),
+                AttemptOutcome::DeadLettered => {
+                    entry.task_dead_lettered(idx, &key.task_id, now);
+                    None
+                }
+            };
+            expired.push(ExpiredLease { task: key, worker_id, reason: cause.reason(), outcome, enqueue });
+        }
+        Ok(expired)
+    }
+
+    async fn take_orphans(&self, now: Timestamp, limit: usize, timing: Timing) -> Result<Vec<Dispatch>> {
+        let mut guard = self.lock();
+        let due: Vec<TaskRef> =
+            guard.idx.redispatch.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, k)| k.clone()).collect();
+        let mut orphans = Vec::with_capacity(due.len());
+        for key in due {
+            let (entry, idx) = guard.entry_mut(&key.job_id)?;
+            let task = entry.task_mut(&key.task_id)?;
+            idx.update_task(task, |t| transition::redispatched(t, now, timing));
+            orphans.push((key, task.priority));
+        }
+        Ok(orphans)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let inner = self.lock();
+        Ok(inner
+            .idx
+            .dead
+            .iter()
+            .take(limit)
+            .filter_map(|(at, key)| {
+                let entry = inner.jobs.get(&key.job_id)?;
+                let task = entry.tasks.get(&key.task_id)?;
+                Some(DeadLetter {
+                    job_id: key.job_id.clone(),
+                    task_id: key.task_id.clone(),
+                    tenant: entry.job.tenant.clone(),
+                    attempt: task.attempt,
+                    error: task.error.clone().unwrap_or_default(),
+                    dead_lettered_at: *at,
+                })
+            })
+            .collect())
+    }
+
+    async fn count_dead_letters(&self) -> Result<u64> {
+        Ok(self.lock().idx.dead.len() as u64)
+    }
+
+    async fn count_dead_among(&self, tasks: &[TaskRef]) -> Result<u64> {
+        let inner = self.lock();
+        let is_dead = |key: &TaskRef| {
+            inner
+                .jobs
+                .get(&key.job_id)
+                .and_then(|e| e.tasks.get(&key.task_id))
+                .is_some_and(|t| t.status == TaskStatus::Failed && t.dead_lettered_at.is_some())
+        };
+        Ok(tasks.iter().filter(|k| is_dead(k)).count() as u64)
+    }
+
+    async fn requeue_dead(&self, tasks: &[TaskRef], now: Timestamp, timing: Timing) -> Result<RequeueOutcome> {
+        let mut guard = self.lock();
+        let mut outcome = RequeueOutcome::default();
+        for key in tasks {
+            let Ok((entry, idx)) = guard.entry_mut(&key.job_id) else { continue };
+            let Some(task) = entry.tasks.get_mut(&key.task_id) else { continue };
+            if !idx.update_task(task, |t| transition::requeue_dead(t, now)) {
+                continue;
+            }
+            outcome.requeued.push(key.clone());
+            if idx.update_job(&mut entry.job, |job| transition::job_task_requeued(job, now)) {
+                outcome.enqueue.extend(entry.redispatch_ready(idx, now, timing));
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {
+        let mut inner = self.lock();
+        let prev_hash = inner.audit.last().map(|e| e.event_hash.clone()).unwrap_or_default();
+        let event = draft.seal(inner.audit.len() as u64 + 1, now, prev_hash);
+        inner.audit.push(event.clone());
+        Ok(event)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let inner = self.lock();
+        Ok(inner.audit.iter().rev().filter(|e| query.matches(e)).skip(query.offset).take(query.limit).cloned().collect())
+    }
+
+    async fn audit_chain(&self, after_id: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        let inner = self.lock();
+        // Ids are 1, 2, 3, … so event `id` sits at index `id - 1`.
+        let start = usize::try_from(after_id).unwrap_or(usize::MAX).min(inner.audit.len());
+        Ok(inner.audit[start..].iter().take(limit).cloned().collect())
+    }
+}
