@@ -19,12 +19,23 @@ use crate::model::{
     WorkerCapabilities, WorkerStats,
 };
 use crate::planner::JobSpec;
-use crate::ports::{AuditQuery, Dispatch, JobQuery, Page, Queue, ReportOutcome, Store, TaskQuery};
+use crate::ports::{
+    AuditQuery, Claim, Dispatch, JobQuery, Page, Queue, ReportOutcome, Store, TaskQuery,
+};
 use crate::time::Timestamp;
 use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 
 /// Most assignments one poll may hand out.
 pub const MAX_POLL_TASKS: usize = 100;
+
+/// Most claim rounds one poll makes while stale references keep it from filling up.
+const MAX_CLAIM_ROUNDS: usize = 8;
+
+/// What a poll has gathered so far.
+struct PollRound {
+    assignments: Vec<Assignment>,
+    first_error: Option<Error>,
+}
 
 /// Engine settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,23 +213,55 @@ impl Engine {
         if !self.store.worker_exists(worker_id).await? {
             return Err(Error::NotFound(Resource::Worker));
         }
-        let backend = self.queue.backend();
-        let claims = self
-            .queue
-            .claim(
-                max_tasks.clamp(1, MAX_POLL_TASKS),
-                now,
-                self.config.claim_visibility,
-            )
-            .await?;
-        if claims.is_empty() {
-            return Ok(Vec::new());
+        let wanted = max_tasks.clamp(1, MAX_POLL_TASKS);
+        let mut round = PollRound {
+            assignments: Vec::with_capacity(wanted),
+            first_error: None,
+        };
+        // Stale references (duplicates, finished or canceled tasks) do not count against the poll:
+        // claim again so a worker is not sent away empty-handed while work waits behind them.
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            let want = wanted - round.assignments.len();
+            let claims = match self
+                .queue
+                .claim(want, now, self.config.claim_visibility)
+                .await
+            {
+                Ok(claims) => claims,
+                Err(err) if round.assignments.is_empty() => return Err(err),
+                Err(err) => {
+                    tracing::warn!(error = %err, "claim failed after some assignments; returning those");
+                    break;
+                }
+            };
+            if claims.is_empty() {
+                break;
+            }
+            let stale = self.assign_claims(worker_id, claims, now, &mut round).await;
+            if stale == 0 || round.assignments.len() >= wanted || round.first_error.is_some() {
+                break;
+            }
         }
+        counter!(metric::TASKS_ASSIGNED_TOTAL).increment(round.assignments.len() as u64);
+        match round.first_error {
+            Some(err) if round.assignments.is_empty() => Err(err),
+            _ => Ok(round.assignments),
+        }
+    }
+
+    /// Turns claims into assignments, acking what is settled; returns how many were stale.
+    async fn assign_claims(
+        &self,
+        worker_id: &str,
+        claims: Vec<Claim>,
+        now: Timestamp,
+        round: &mut PollRound,
+    ) -> usize {
+        let backend = self.queue.backend();
         counter!(metric::QUEUE_CLAIMED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned())
             .increment(claims.len() as u64);
-        let mut assignments = Vec::with_capacity(claims.len());
         let mut acks = Vec::with_capacity(claims.len());
-        let mut first_error = None;
+        let mut stale = 0;
         for claim in claims {
             let nonce = transition::lease_nonce();
             match self
@@ -227,10 +270,11 @@ impl Engine {
                 .await
             {
                 Ok(Some(assignment)) => {
-                    assignments.push(assignment);
+                    round.assignments.push(assignment);
                     acks.push(claim.receipt);
                 }
                 Ok(None) => {
+                    stale += 1;
                     counter!(metric::QUEUE_STALE_DROPPED_TOTAL, "queue_backend" => backend)
                         .increment(1);
                     acks.push(claim.receipt);
@@ -242,7 +286,7 @@ impl Engine {
                     if let Err(nack_err) = self.queue.nack(&claim).await {
                         tracing::warn!(task = %claim.task, error = %nack_err, "nack failed; the claim returns when its visibility lapses");
                     }
-                    first_error.get_or_insert(err);
+                    round.first_error.get_or_insert(err);
                 }
             }
         }
@@ -251,15 +295,11 @@ impl Engine {
                 Ok(()) => counter!(metric::QUEUE_ACKED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned())
                     .increment(acks.len() as u64),
                 // The claims come back when their visibility lapses; the store refuses to assign
-                // a running task twice, so the duplicates are dropped.
+                // a running task twice, so the duplicates are dropped then.
                 Err(err) => tracing::warn!(error = %err, "ack failed; claims will be returned and dropped"),
             }
         }
-        counter!(metric::TASKS_ASSIGNED_TOTAL).increment(assignments.len() as u64);
-        match first_error {
-            Some(err) if assignments.is_empty() => Err(err),
-            _ => Ok(assignments),
-        }
+        stale
     }
 
     /// Applies a worker's report and dispatches what it unblocked.

@@ -62,7 +62,12 @@ pub fn job_is_dispatching(job: &Job) -> bool {
 
 /// A new job and its tasks, planned from `spec`: everything `Queued`, tasks without
 /// dependencies dispatchable at once.
-pub fn create_job(spec: &JobSpec, tenant: &str, now: Timestamp, timing: Timing) -> Result<(Job, Vec<Task>), Error> {
+pub fn create_job(
+    spec: &JobSpec,
+    tenant: &str,
+    now: Timestamp,
+    timing: Timing,
+) -> Result<(Job, Vec<Task>), Error> {
     let plan = planner::plan(spec)?;
     let job = Job {
         job_id: JobId::generate(),

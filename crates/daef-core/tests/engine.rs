@@ -1,0 +1,321 @@
+//! The engine over the memory adapters: sequencing of store and queue calls, recovery by the
+//! reconciler, and the queue's view of dead letters. (Store rules themselves are pinned by the
+//! conformance suite.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use daef_core::model::{JobStatus, Report, ReportStatus, TaskRef, TaskStatus, WorkerCapabilities};
+use daef_core::planner::{JobSpec, TaskSpec};
+use daef_core::ports::{Queue, ReportOutcome, Store, TaskQuery};
+use daef_core::{Engine, EngineConfig, Error, Resource, Timestamp};
+use daef_queue::MemoryQueue;
+use daef_store::MemoryStore;
+
+fn t0() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-26T10:00:00Z").unwrap()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+struct Fixture {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+}
+
+async fn fixture() -> Fixture {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new(5));
+    let engine = Engine::new(store.clone(), queue.clone(), EngineConfig::default());
+    engine
+        .register_worker("w1", &WorkerCapabilities::default(), t0())
+        .await
+        .unwrap();
+    Fixture {
+        engine,
+        store,
+        queue,
+    }
+}
+
+fn dag(tasks: &[(&str, &[&str], u32)]) -> JobSpec {
+    JobSpec {
+        job_type: "test".into(),
+        input: String::new(),
+        tasks: Some(
+            tasks
+                .iter()
+                .map(|(id, deps, retries)| TaskSpec {
+                    task_id: (*id).into(),
+                    task_type: "echo".into(),
+                    dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
+                    max_retries: Some(*retries),
+                    ..TaskSpec::default()
+                })
+                .collect(),
+        ),
+        ..JobSpec::default()
+    }
+}
+
+fn report(a: &daef_core::model::Assignment, status: ReportStatus) -> Report {
+    Report {
+        worker_id: "w1".into(),
+        task: TaskRef::new(a.job_id.clone(), a.task_id.clone()),
+        lease_id: a.lease_id.clone(),
+        idempotency_key: None,
+        status,
+        output_artifact_uri: Some(format!("mem://{}", a.task_id)),
+        error: (status == ReportStatus::Failed).then(|| "boom".into()),
+        duration_millis: None,
+    }
+}
+
+#[tokio::test]
+async fn a_dag_runs_in_dependency_order() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(
+            &dag(&[
+                ("a", &[], 2),
+                ("b", &["a"], 2),
+                ("c", &["a"], 2),
+                ("d", &["b", "c"], 2),
+            ]),
+            "acme",
+            t0(),
+        )
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    loop {
+        let batch = f.engine.poll("w1", 10, t0()).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let mut ids: Vec<_> = batch.iter().map(|a| a.task_id.clone()).collect();
+        ids.sort();
+        order.push(ids);
+        for a in &batch {
+            assert!(matches!(
+                f.engine
+                    .report(&report(a, ReportStatus::Completed), t0())
+                    .await
+                    .unwrap(),
+                ReportOutcome::Applied(_)
+            ));
+        }
+    }
+    assert_eq!(order, vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
+    let job = f.engine.job(&job.job_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.result_artifact_uri.as_deref(), Some("mem://d"));
+    assert_eq!(f.queue.pending_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn stale_references_do_not_empty_a_poll() {
+    let f = fixture().await;
+    let first = f
+        .engine
+        .submit(&dag(&[("a", &[], 2)]), "acme", t0())
+        .await
+        .unwrap();
+    // Nobody polls for a while: the reconciler re-enqueues the task, leaving a duplicate.
+    let summary = f.engine.reconcile(t0().plus(secs(11))).await;
+    assert_eq!(summary.orphans_requeued, 1);
+    let second = f
+        .engine
+        .submit(&dag(&[("b", &[], 2)]), "acme", t0())
+        .await
+        .unwrap();
+
+    let got = f.engine.poll("w1", 1, t0()).await.unwrap();
+    assert_eq!(
+        (got[0].job_id.clone(), got[0].task_id.as_str()),
+        (first.job_id.clone(), "a")
+    );
+    // The queue now starts with a's duplicate; the poll drops it and still hands out b.
+    let got = f.engine.poll("w1", 1, t0()).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].job_id.clone(), got[0].task_id.as_str()),
+        (second.job_id.clone(), "b")
+    );
+}
+
+#[tokio::test]
+async fn unknown_workers_cannot_poll() {
+    let f = fixture().await;
+    let err = f.engine.poll("nobody", 1, t0()).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(Resource::Worker)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_lost_queue_delays_work_but_loses_none() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(&dag(&[("a", &[], 2), ("b", &["a"], 2)]), "acme", t0())
+        .await
+        .unwrap();
+    // The queue is lost (a Redis FLUSHALL): a new, empty queue over the same store.
+    let engine = Engine::new(
+        f.store.clone(),
+        Arc::new(MemoryQueue::new(5)),
+        EngineConfig::default(),
+    );
+    assert!(engine.poll("w1", 10, t0()).await.unwrap().is_empty());
+    assert_eq!(
+        engine.reconcile(t0().plus(secs(9))).await.orphans_requeued,
+        0,
+        "not yet"
+    );
+    assert_eq!(
+        engine.reconcile(t0().plus(secs(10))).await.orphans_requeued,
+        1
+    );
+    let a = engine.poll("w1", 10, t0().plus(secs(10))).await.unwrap();
+    assert_eq!(a.len(), 1);
+    engine
+        .report(&report(&a[0], ReportStatus::Completed), t0().plus(secs(10)))
+        .await
+        .unwrap();
+    let b = engine.poll("w1", 10, t0().plus(secs(10))).await.unwrap();
+    engine
+        .report(&report(&b[0], ReportStatus::Completed), t0().plus(secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.job(&job.job_id).await.unwrap().status,
+        JobStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn lapsed_leases_are_retried_by_the_reconciler() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(&dag(&[("a", &[], 1)]), "acme", t0())
+        .await
+        .unwrap();
+    let first = f.engine.poll("w1", 1, t0()).await.unwrap().remove(0);
+    let summary = f.engine.reconcile(first.lease_expires).await;
+    assert_eq!(summary.leases_expired, 1);
+    // Back on the queue at once, under a new lease; the old lease is refused.
+    let second = f
+        .engine
+        .poll("w1", 1, first.lease_expires)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        f.engine
+            .report(&report(&first, ReportStatus::Completed), t0())
+            .await
+            .unwrap(),
+        ReportOutcome::StaleLease
+    );
+    // The second lease lapses too: out of attempts, the task is a dead letter on both sides.
+    f.engine.reconcile(second.lease_expires).await;
+    let dead = f.engine.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].error.contains("lease expired"), "{}", dead[0].error);
+    assert_eq!(f.queue.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(
+        f.engine.job(&job.job_id).await.unwrap().status,
+        JobStatus::Failed
+    );
+}
+
+#[tokio::test]
+async fn requeued_dead_letters_leave_the_queue_dead_list_and_run_again() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(&dag(&[("a", &[], 0)]), "acme", t0())
+        .await
+        .unwrap();
+    let a = f.engine.poll("w1", 1, t0()).await.unwrap().remove(0);
+    f.engine
+        .report(&report(&a, ReportStatus::Failed), t0())
+        .await
+        .unwrap();
+    assert_eq!(f.queue.dead_letter_count().await.unwrap(), 1);
+    let key = TaskRef::new(job.job_id.clone(), "a");
+
+    let dry = f
+        .engine
+        .requeue_dead(&[key.clone(), key.clone()], true, t0())
+        .await
+        .unwrap();
+    assert_eq!((dry.requested, dry.requeued), (1, 1));
+    assert_eq!(
+        f.queue.dead_letter_count().await.unwrap(),
+        1,
+        "a dry run changes nothing"
+    );
+
+    let done = f
+        .engine
+        .requeue_dead(&[key.clone()], false, t0())
+        .await
+        .unwrap();
+    assert_eq!(done.requeued, 1);
+    assert_eq!(f.queue.dead_letter_count().await.unwrap(), 0);
+    let again = f.engine.poll("w1", 1, t0()).await.unwrap().remove(0);
+    assert_eq!(again.attempt, 2);
+    f.engine
+        .report(&report(&again, ReportStatus::Completed), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.engine.job(&job.job_id).await.unwrap().status,
+        JobStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn canceling_a_job_drops_its_queued_references() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(&dag(&[("a", &[], 0), ("b", &[], 0)]), "acme", t0())
+        .await
+        .unwrap();
+    f.engine.cancel(&job.job_id, t0()).await.unwrap();
+    assert!(f.engine.poll("w1", 10, t0()).await.unwrap().is_empty());
+    assert_eq!(
+        f.queue.pending_count().await.unwrap(),
+        0,
+        "stale references were acked and dropped"
+    );
+    let tasks = f
+        .engine
+        .tasks(&job.job_id, &TaskQuery::default())
+        .await
+        .unwrap();
+    assert!(tasks.items.iter().all(|t| t.status == TaskStatus::Canceled));
+}
+
+#[tokio::test]
+async fn batch_work_waits_behind_interactive_work() {
+    let f = fixture().await;
+    let mut batch = dag(&[("x", &[], 0)]);
+    batch.priority = daef_core::model::Priority::Batch;
+    let b = f.engine.submit(&batch, "acme", t0()).await.unwrap();
+    let i = f
+        .engine
+        .submit(&dag(&[("y", &[], 0)]), "acme", t0())
+        .await
+        .unwrap();
+    let got = f.engine.poll("w1", 2, t0()).await.unwrap();
+    let order: Vec<_> = got.iter().map(|a| a.job_id.clone()).collect();
+    assert_eq!(order, vec![i.job_id, b.job_id]);
+}
