@@ -371,16 +371,16 @@ pub fn dependency_completed(
     false
 }
 
-/// A task of `job` completed. Returns true when that completed the job.
-pub fn job_task_completed(job: &mut Job, task: &Task, now: Timestamp) -> bool {
+/// A task of `job` completed. Returns true when that completed the job; the job's result is
+/// then `sink_output`, the output of its sink task (which need not be the last to finish when a
+/// DAG has several tasks nothing depends on).
+pub fn job_task_completed(job: &mut Job, sink_output: Option<&str>, now: Timestamp) -> bool {
     job.completed_tasks += 1;
     job.updated_at = now;
     if job.completed_tasks >= job.task_count {
         job.status = JobStatus::Completed;
         job.message = None;
-        if job.sink_task_id == task.task_id {
-            job.result_artifact_uri = task.output_artifact_uri.clone();
-        }
+        job.result_artifact_uri = sink_output.map(str::to_owned);
         return true;
     }
     false

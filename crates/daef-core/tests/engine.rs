@@ -2,6 +2,9 @@
 //! reconciler, and the queue's view of dead letters. (Store rules themselves are pinned by the
 //! conformance suite.)
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,7 +267,7 @@ async fn requeued_dead_letters_leave_the_queue_dead_list_and_run_again() {
 
     let done = f
         .engine
-        .requeue_dead(&[key.clone()], false, t0())
+        .requeue_dead(std::slice::from_ref(&key), false, t0())
         .await
         .unwrap();
     assert_eq!(done.requeued, 1);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use daef_auth::{Authenticator, Principal};
-use daef_core::audit::{self, AuditDraft, result};
+use daef_auth::{Authenticator, Principal, is_valid_tenant_id};
+use daef_core::audit::{self, AuditDraft, action, result};
 use daef_core::ports::RateLimiter;
 use daef_core::{Engine, Timestamp, metric};
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,7 +41,12 @@ pub struct AdminLimits {
 
 impl Default for AdminLimits {
     fn default() -> Self {
-        Self { max_batch: 100, rate_limit_per_min: 30, confirm_threshold: 20, confirm_token: None }
+        Self {
+            max_batch: 100,
+            rate_limit_per_min: 30,
+            confirm_threshold: 20,
+            confirm_token: None,
+        }
     }
 }
 
@@ -56,7 +61,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, admin: AdminLimits::default() }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            admin: AdminLimits::default(),
+        }
     }
 }
 
@@ -68,6 +76,46 @@ pub struct App {
     pub(crate) rate_limiter: Arc<dyn RateLimiter>,
     pub(crate) config: HttpConfig,
     pub(crate) metrics: Metrics,
+}
+
+/// What one audited request did.
+#[derive(Debug)]
+pub(crate) struct AuditEntry<'a> {
+    action: &'static str,
+    resource: &'a str,
+    requested: u64,
+    result: &'static str,
+    details: &'a str,
+    /// The tenant the action concerns when known (a job's); else the request's tenant.
+    tenant: Option<&'a str>,
+}
+
+impl<'a> AuditEntry<'a> {
+    /// An entry recorded under the request's tenant.
+    pub(crate) fn new(
+        action: &'static str,
+        resource: &'a str,
+        requested: u64,
+        result: &'static str,
+        details: &'a str,
+    ) -> Self {
+        Self {
+            action,
+            resource,
+            requested,
+            result,
+            details,
+            tenant: None,
+        }
+    }
+
+    /// Records the entry under `tenant` (the tenant of the job acted on).
+    pub(crate) fn for_tenant(self, tenant: &'a str) -> Self {
+        Self {
+            tenant: Some(tenant),
+            ..self
+        }
+    }
 }
 
 /// What a handler knows about the request it serves.
@@ -87,18 +135,36 @@ impl Ctx {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The tenant an admin or cancel action is recorded under: `X-DAEF-Tenant` when valid, else
-    /// the token's single tenant, else `default`.
+    /// The tenant an admin or cancel action is recorded under: `X-DAEF-Tenant` when valid and
+    /// the principal may act for it, else the token's single tenant, else `default`. A header
+    /// naming someone else's tenant is not believed, so no caller can file its actions under
+    /// another tenant in the audit log or the metrics.
     pub(crate) fn audit_tenant(&self) -> String {
-        self.principal.effective_tenant(None, self.header("x-daef-tenant")).unwrap_or_else(|_| "default".to_owned())
+        let header = self
+            .header("x-daef-tenant")
+            .filter(|t| is_valid_tenant_id(t) && self.principal.can_access_tenant(t));
+        self.principal
+            .effective_tenant(None, header)
+            .unwrap_or_else(|_| "default".to_owned())
     }
 }
 
 impl App {
     /// The API over `engine`, authenticating with `auth` and rate-limiting admin requeues with
     /// `rate_limiter` (share one backend between replicas so they enforce one limit).
-    pub fn new(engine: Engine, auth: Authenticator, rate_limiter: Arc<dyn RateLimiter>, config: HttpConfig) -> Self {
-        Self { engine, auth, rate_limiter, config, metrics: Metrics::global() }
+    pub fn new(
+        engine: Engine,
+        auth: Authenticator,
+        rate_limiter: Arc<dyn RateLimiter>,
+        config: HttpConfig,
+    ) -> Self {
+        Self {
+            engine,
+            auth,
+            rate_limiter,
+            config,
+            metrics: Metrics::global(),
+        }
     }
 
     /// The engine.
@@ -124,13 +190,16 @@ impl App {
         let (response, actor) = match route {
             Ok(route) => self.serve(route, req, remote).await,
             Err(RouteError::NotFound) => (error_response(ApiError::route_not_found()), None),
-            Err(RouteError::MethodNotAllowed(allow)) => (error_response(ApiError::method_not_allowed(allow)), None),
+            Err(RouteError::MethodNotAllowed(allow)) => {
+                (error_response(ApiError::method_not_allowed(allow)), None)
+            }
         };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         counter!(metric::HTTP_REQUESTS_TOTAL, "route" => template, "method" => method_label(&method), "status" => status.to_string())
             .increment(1);
-        histogram!(metric::HTTP_REQUEST_DURATION_SECONDS, "route" => template).record(elapsed.as_secs_f64());
+        histogram!(metric::HTTP_REQUEST_DURATION_SECONDS, "route" => template)
+            .record(elapsed.as_secs_f64());
         tracing::info!(
             target: "daef_http::access",
             method = %method,
@@ -144,7 +213,12 @@ impl App {
         response
     }
 
-    async fn serve<B>(&self, route: Route, req: Request<B>, remote: SocketAddr) -> (Response<Body>, Option<String>)
+    async fn serve<B>(
+        &self,
+        route: Route,
+        req: Request<B>,
+        remote: SocketAddr,
+    ) -> (Response<Body>, Option<String>)
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -160,9 +234,11 @@ impl App {
             Err(err) => return (error_response(err.into()), None),
         };
         let actor = Some(principal.id.clone());
-        let body = match self.read_body(&parts.headers, body).await {
-            Ok(body) => body,
-            Err(err) => return (error_response(err), actor),
+        // A body that cannot be read is answered after the scope check, so that a refusal is
+        // a 403 (and audited as one) whatever the body.
+        let (body, body_error) = match self.read_body(&parts.headers, body).await {
+            Ok(body) => (body, None),
+            Err(err) => (Bytes::new(), Some(err)),
         };
         let ctx = Ctx {
             principal,
@@ -172,15 +248,75 @@ impl App {
             body,
             now: Timestamp::now(),
         };
-        if let Some(required) = route.requirements() {
-            if let Err(denied) = ctx.principal.require(required) {
-                if let Some(action) = route.admin_action() {
-                    self.audit(&ctx, action, route.template(), 0, result::FORBIDDEN, &denied.to_string()).await;
-                }
-                return (error_response(denied.into()), actor);
+        if let Some(required) = route.requirements()
+            && let Err(denied) = ctx.principal.require(required)
+        {
+            if let Some(action) = route.admin_action() {
+                self.audit(
+                    &ctx,
+                    AuditEntry::new(
+                        action,
+                        route.template(),
+                        0,
+                        result::FORBIDDEN,
+                        &denied.to_string(),
+                    ),
+                )
+                .await;
+            } else if let Route::CancelJob(id) = &route {
+                // Every cancel request is audited (DESIGN.md §4), refused ones included.
+                self.audit(
+                    &ctx,
+                    AuditEntry::new(
+                        action::JOB_CANCEL,
+                        &format!("/v1/jobs/{id}"),
+                        1,
+                        result::NOOP,
+                        &denied.to_string(),
+                    ),
+                )
+                .await;
             }
+            return (error_response(denied.into()), actor);
         }
-        let response = handler::dispatch(self, &ctx, route).await.unwrap_or_else(error_response);
+        if let Some(err) = body_error {
+            // Every dead-letter request and every cancel request that got past authentication
+            // is audited, those refused for their body included (reads of the audit log are
+            // not: a refused read changes nothing).
+            match (&route, route.admin_action()) {
+                (Route::ListDeadLetters | Route::RequeueDeadLetters, Some(action)) => {
+                    self.audit(
+                        &ctx,
+                        AuditEntry::new(
+                            action,
+                            route.template(),
+                            0,
+                            result::REJECTED,
+                            &err.message,
+                        ),
+                    )
+                    .await;
+                }
+                (Route::CancelJob(id), _) => {
+                    self.audit(
+                        &ctx,
+                        AuditEntry::new(
+                            action::JOB_CANCEL,
+                            &format!("/v1/jobs/{id}"),
+                            1,
+                            result::NOOP,
+                            &err.message,
+                        ),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+            return (error_response(err), actor);
+        }
+        let response = handler::dispatch(self, &ctx, route)
+            .await
+            .unwrap_or_else(error_response);
         (response, actor)
     }
 
@@ -190,40 +326,51 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limit = self.config.max_body_bytes;
-        let declared = header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+        let declared = header_str(headers, header::CONTENT_LENGTH.as_str())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::payload_too_large(limit));
         }
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::payload_too_large(limit)),
-            Err(err) => Err(ApiError::bad_request(format!("could not read request body: {err}"))),
+            Err(err)
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::payload_too_large(limit))
+            }
+            Err(err) => Err(ApiError::bad_request(format!(
+                "could not read request body: {err}"
+            ))),
         }
     }
 
     /// Appends an audit event for an admin or cancel request and counts it. A failure to write
     /// it is logged loudly: the action itself has already been decided.
-    pub(crate) async fn audit(&self, ctx: &Ctx, action: &str, resource: &str, requested: u64, outcome: &str, details: &str) {
-        let tenant = ctx.audit_tenant();
+    pub(crate) async fn audit(&self, ctx: &Ctx, entry: AuditEntry<'_>) {
+        let tenant = entry
+            .tenant
+            .map_or_else(|| ctx.audit_tenant(), str::to_owned);
         let draft = AuditDraft {
-            action: action.to_owned(),
+            action: entry.action.to_owned(),
             actor: ctx.principal.id.clone(),
             tenant: tenant.clone(),
             remote_addr: ctx.remote.to_string(),
-            resource: resource.to_owned(),
+            resource: entry.resource.to_owned(),
             payload_hash: audit::payload_hash(&ctx.body),
-            requested,
-            result: outcome.to_owned(),
-            details: details.to_owned(),
+            requested: entry.requested,
+            result: entry.result.to_owned(),
+            details: entry.details.to_owned(),
         };
         if let Err(err) = self.engine.audit(draft, ctx.now).await {
-            tracing::error!(action, outcome, error = %err, source = ?std::error::Error::source(&err), "could not append to the audit log");
+            tracing::error!(action = entry.action, result = entry.result, error = %err, source = ?std::error::Error::source(&err), "could not append to the audit log");
         }
         counter!(
             metric::ADMIN_ACTIONS_TOTAL,
-            "action" => action.to_owned(),
+            "action" => entry.action,
             "actor" => ctx.principal.id.clone(),
-            "result" => outcome.to_owned(),
+            "result" => entry.result,
             "tenant" => self.tenant_label(&tenant),
         )
         .increment(1);
@@ -269,10 +416,16 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body
 }
 
 /// A response with a body of the given content type.
-pub(crate) fn with_type(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+pub(crate) fn with_type(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -282,15 +435,21 @@ pub(crate) fn error_response(err: ApiError) -> Response<Body> {
     struct ErrorBody<'a> {
         error: &'a str,
     }
-    let mut response = match serde_json::to_vec(&ErrorBody { error: &err.message }) {
+    let mut response = match serde_json::to_vec(&ErrorBody {
+        error: &err.message,
+    }) {
         Ok(bytes) => with_type(err.status, bytes, "application/json"),
         Err(_) => with_type(err.status, Bytes::new(), "application/json"),
     };
     if let Some(secs) = err.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if let Some(allow) = err.allow {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     response
 }

@@ -20,7 +20,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after: None, allow: None }
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     /// 400 with a message naming the problem.
@@ -35,17 +40,26 @@ impl ApiError {
 
     /// 405 with the methods the path accepts.
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        Self { allow: Some(allow), ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") }
+        Self {
+            allow: Some(allow),
+            ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
     }
 
     /// 413 for a body over the limit.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {limit} bytes"),
+        )
     }
 
     /// 429 with `Retry-After`.
     pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        Self { retry_after: Some(retry_after_secs.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
     }
 
     /// 500; the cause must already be logged.
@@ -59,11 +73,16 @@ impl From<daef_core::Error> for ApiError {
         use daef_core::Error;
         match err {
             Error::Invalid(message) => Self::bad_request(message),
-            Error::NotFound(resource) => Self::new(StatusCode::NOT_FOUND, format!("{resource} not found")),
+            Error::NotFound(resource) => {
+                Self::new(StatusCode::NOT_FOUND, format!("{resource} not found"))
+            }
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
             Error::Unavailable { backend, source } => {
                 tracing::warn!(backend, error = %source, "backend unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{backend} unavailable, retry later"))
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{backend} unavailable, retry later"),
+                )
             }
             Error::Backend { backend, source } => {
                 tracing::error!(backend, error = %source, "backend error");

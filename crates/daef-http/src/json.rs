@@ -10,7 +10,11 @@ use crate::error::{ApiError, ApiResult};
 /// Parses a body that must be a JSON object. An empty body counts as `{}` only when `allow_empty`.
 pub fn object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return if allow_empty { Ok(Map::new()) } else { Err(ApiError::bad_request("request body is required")) };
+        return if allow_empty {
+            Ok(Map::new())
+        } else {
+            Err(ApiError::bad_request("request body is required"))
+        };
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -40,7 +44,11 @@ impl<'a> Fields<'a> {
 
     /// The full path of a field, for messages.
     pub fn path(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_owned() } else { format!("{}.{name}", self.prefix) }
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
@@ -52,17 +60,24 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::bad_request(format!("{} must be a string", self.path(name)))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{} must be a string",
+                self.path(name)
+            ))),
         }
     }
 
     /// A required, non-empty string (after trimming) of at most `max_len` characters.
     pub fn required_str(&self, name: &str, max_len: usize) -> ApiResult<&'a str> {
         match self.str(name)? {
-            None => Err(ApiError::bad_request(format!("{} is required", self.path(name)))),
-            Some(s) if s.trim().is_empty() => {
-                Err(ApiError::bad_request(format!("{} must be a non-empty string", self.path(name))))
-            }
+            None => Err(ApiError::bad_request(format!(
+                "{} is required",
+                self.path(name)
+            ))),
+            Some(s) if s.trim().is_empty() => Err(ApiError::bad_request(format!(
+                "{} must be a non-empty string",
+                self.path(name)
+            ))),
             Some(s) if s.chars().count() > max_len => Err(ApiError::bad_request(format!(
                 "{} must be at most {max_len} characters",
                 self.path(name)
@@ -89,10 +104,12 @@ impl<'a> Fields<'a> {
     pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("{} must be a non-negative integer", self.path(name)))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{} must be a non-negative integer",
+                    self.path(name)
+                ))
+            }),
         }
     }
 
@@ -100,9 +117,9 @@ impl<'a> Fields<'a> {
     pub fn number(&self, name: &str) -> ApiResult<Option<f64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => {
-                v.as_f64().map(Some).ok_or_else(|| ApiError::bad_request(format!("{} must be a number", self.path(name))))
-            }
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!("{} must be a number", self.path(name)))
+            }),
         }
     }
 
@@ -111,7 +128,10 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::bad_request(format!("{} must be true or false", self.path(name)))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{} must be true or false",
+                self.path(name)
+            ))),
         }
     }
 
@@ -120,19 +140,27 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
-            Some(_) => Err(ApiError::bad_request(format!("{} must be an array", self.path(name)))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{} must be an array",
+                self.path(name)
+            ))),
         }
     }
 
     /// An optional array of strings.
     pub fn string_list(&self, name: &str) -> ApiResult<Option<Vec<String>>> {
-        let Some(items) = self.array(name)? else { return Ok(None) };
+        let Some(items) = self.array(name)? else {
+            return Ok(None);
+        };
         items
             .iter()
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => Ok(s.clone()),
-                _ => Err(ApiError::bad_request(format!("{}[{i}] must be a string", self.path(name)))),
+                _ => Err(ApiError::bad_request(format!(
+                    "{}[{i}] must be a string",
+                    self.path(name)
+                ))),
             })
             .collect::<ApiResult<Vec<_>>>()
             .map(Some)
@@ -146,11 +174,17 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(ApiError::bad_request(format!("{}.{k} must be a string", self.path(name)))),
+                    _ => Err(ApiError::bad_request(format!(
+                        "{}.{k} must be a string",
+                        self.path(name)
+                    ))),
                 })
                 .collect::<ApiResult<BTreeMap<_, _>>>()
                 .map(Some),
-            Some(_) => Err(ApiError::bad_request(format!("{} must be an object of strings", self.path(name)))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{} must be an object of strings",
+                self.path(name)
+            ))),
         }
     }
 
@@ -170,24 +204,37 @@ impl Query {
     /// Parses `a=1&b=x%20y`.
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
-            .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         Self { pairs }
     }
 
     /// A parameter's value; an empty value counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// A non-negative integer parameter; anything else is a 400 naming it.
     pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("{name} must be a non-negative integer"))),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) => Ok(Some(n)),
+                // Too large for u64 is still a non-negative integer: callers clamp it
+                // (DESIGN.md §4: limits above their cap are clamped, not rejected).
+                Err(_) if is_digits(v) => Ok(Some(u64::MAX)),
+                Err(_) => Err(ApiError::bad_request(format!(
+                    "{name} must be a non-negative integer"
+                ))),
+            },
         }
     }
 
@@ -201,6 +248,13 @@ impl Query {
 
     /// `offset`: absent means 0.
     pub fn offset(&self) -> ApiResult<usize> {
-        Ok(self.non_negative("offset")?.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+        Ok(self
+            .non_negative("offset")?
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
+}
+
+/// True for a non-empty run of ASCII digits: an integer written without sign or exponent.
+pub(crate) fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }

@@ -12,14 +12,17 @@ use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use metrics_util::registry::{Registry, Storage};
 use serde::Serialize;
 
 /// Latency buckets for `http_request_duration_seconds` (Prometheus histogram, not a summary, so
 /// replicas can be aggregated).
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Renders the process's metrics in both formats.
 #[derive(Clone)]
@@ -75,10 +78,18 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         self.json.visit_counters(|key, counter| {
-            snapshot.counters.push(Sample { name: name(key), labels: labels(key), value: counter.load(Ordering::Relaxed) as f64 });
+            snapshot.counters.push(Sample {
+                name: name(key),
+                labels: labels(key),
+                value: counter.load(Ordering::Relaxed) as f64,
+            });
         });
         self.json.visit_gauges(|key, gauge| {
-            snapshot.gauges.push(Sample { name: name(key), labels: labels(key), value: f64::from_bits(gauge.load(Ordering::Relaxed)) });
+            snapshot.gauges.push(Sample {
+                name: name(key),
+                labels: labels(key),
+                value: f64::from_bits(gauge.load(Ordering::Relaxed)),
+            });
         });
         self.json.visit_histograms(|key, histogram| {
             snapshot.histograms.push(HistogramSample {
@@ -88,9 +99,15 @@ impl Metrics {
                 sum: f64::from_bits(histogram.sum.load(Ordering::Relaxed)),
             });
         });
-        snapshot.counters.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
-        snapshot.gauges.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
-        snapshot.histograms.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        snapshot
+            .counters
+            .sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        snapshot
+            .gauges
+            .sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        snapshot
+            .histograms
+            .sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         snapshot
     }
 }
@@ -100,7 +117,10 @@ fn name(key: &Key) -> String {
 }
 
 fn labels(key: &Key) -> Vec<(String, String)> {
-    let mut labels: Vec<(String, String)> = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+    let mut labels: Vec<(String, String)> = key
+        .labels()
+        .map(|l| (l.key().to_owned(), l.value().to_owned()))
+        .collect();
     labels.sort();
     labels
 }
@@ -160,7 +180,11 @@ struct CountSum {
 impl HistogramFn for CountSum {
     fn record(&self, value: f64) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        let _ = self.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some((f64::from_bits(bits) + value).to_bits()));
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
     }
 }
 
@@ -238,16 +262,25 @@ impl Recorder for DualRecorder {
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
         let json = self.json.get_or_create_counter(key, Arc::clone);
-        Counter::from_arc(Arc::new(Both(self.prometheus.register_counter(key, metadata), json)))
+        Counter::from_arc(Arc::new(Both(
+            self.prometheus.register_counter(key, metadata),
+            json,
+        )))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
         let json = self.json.get_or_create_gauge(key, Arc::clone);
-        Gauge::from_arc(Arc::new(Both(self.prometheus.register_gauge(key, metadata), json)))
+        Gauge::from_arc(Arc::new(Both(
+            self.prometheus.register_gauge(key, metadata),
+            json,
+        )))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         let json = self.json.get_or_create_histogram(key, Arc::clone);
-        Histogram::from_arc(Arc::new(Both(self.prometheus.register_histogram(key, metadata), json)))
+        Histogram::from_arc(Arc::new(Both(
+            self.prometheus.register_histogram(key, metadata),
+            json,
+        )))
     }
 }

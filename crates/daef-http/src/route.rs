@@ -82,17 +82,25 @@ impl Route {
                     _ => None,
                 },
             ),
-            ["v1", "jobs", id, "tasks"] if id_ok(id) => {
-                ("GET", (method == Method::GET).then(|| Route::ListTasks(JobId::new(*id))))
+            ["v1", "jobs", id, "tasks"] if id_ok(id) => (
+                "GET",
+                (method == Method::GET).then(|| Route::ListTasks(JobId::new(*id))),
+            ),
+            ["v1", "workers", "register"] => (
+                "POST",
+                (method == Method::POST).then_some(Route::RegisterWorker),
+            ),
+            ["v1", "workers", id, "heartbeat"] if id_ok(id) => (
+                "POST",
+                (method == Method::POST).then(|| Route::Heartbeat((*id).to_owned())),
+            ),
+            ["v1", "workers", id, "assignments"] if id_ok(id) => (
+                "GET",
+                (method == Method::GET).then(|| Route::Assignments((*id).to_owned())),
+            ),
+            ["v1", "tasks", "report"] => {
+                ("POST", (method == Method::POST).then_some(Route::Report))
             }
-            ["v1", "workers", "register"] => ("POST", (method == Method::POST).then_some(Route::RegisterWorker)),
-            ["v1", "workers", id, "heartbeat"] if id_ok(id) => {
-                ("POST", (method == Method::POST).then(|| Route::Heartbeat((*id).to_owned())))
-            }
-            ["v1", "workers", id, "assignments"] if id_ok(id) => {
-                ("GET", (method == Method::GET).then(|| Route::Assignments((*id).to_owned())))
-            }
-            ["v1", "tasks", "report"] => ("POST", (method == Method::POST).then_some(Route::Report)),
             ["v1", "admin", "queue", "dead-letter"] => (
                 "GET, POST",
                 match *method {
@@ -101,10 +109,17 @@ impl Route {
                     _ => None,
                 },
             ),
-            ["v1", "admin", "audit"] => ("GET", (method == Method::GET).then_some(Route::ListAudit)),
-            ["v1", "admin", "audit", "verify"] => ("GET", (method == Method::GET).then_some(Route::VerifyAudit)),
+            ["v1", "admin", "audit"] => {
+                ("GET", (method == Method::GET).then_some(Route::ListAudit))
+            }
+            ["v1", "admin", "audit", "verify"] => {
+                ("GET", (method == Method::GET).then_some(Route::VerifyAudit))
+            }
             ["v1", "metrics"] => ("GET", (method == Method::GET).then_some(Route::MetricsJson)),
-            ["v1", "metrics", "prometheus"] => ("GET", (method == Method::GET).then_some(Route::MetricsPrometheus)),
+            ["v1", "metrics", "prometheus"] => (
+                "GET",
+                (method == Method::GET).then_some(Route::MetricsPrometheus),
+            ),
             _ => return Err(RouteError::NotFound),
         };
         route.ok_or(RouteError::MethodNotAllowed(allow))
@@ -141,11 +156,14 @@ impl Route {
             | Route::GetJob(_)
             | Route::CancelJob(_)
             | Route::ListTasks(_) => Some(&[Tenant, Operator]),
-            Route::RegisterWorker | Route::Heartbeat(_) | Route::Assignments(_) => Some(&[Worker, Operator]),
-            Route::Report => Some(&[Worker, Operator, Tenant]),
-            Route::ListDeadLetters | Route::RequeueDeadLetters | Route::ListAudit | Route::VerifyAudit => {
-                Some(&[Operator])
+            Route::RegisterWorker | Route::Heartbeat(_) | Route::Assignments(_) => {
+                Some(&[Worker, Operator])
             }
+            Route::Report => Some(&[Worker, Operator, Tenant]),
+            Route::ListDeadLetters
+            | Route::RequeueDeadLetters
+            | Route::ListAudit
+            | Route::VerifyAudit => Some(&[Operator]),
             Route::MetricsJson | Route::MetricsPrometheus => Some(&[Metrics, Operator]),
         }
     }
@@ -172,7 +190,11 @@ fn percent_decode(segment: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push(hi << 4 | lo);
                 i += 3;
@@ -203,18 +225,54 @@ mod tests {
         check(Method::POST, "/v1/jobs", Ok(Route::SubmitJob));
         check(Method::GET, "/v1/jobs", Ok(Route::ListJobs));
         check(Method::GET, "/v1/jobs/job-1", Ok(Route::GetJob(job())));
-        check(Method::DELETE, "/v1/jobs/job-1", Ok(Route::CancelJob(job())));
-        check(Method::GET, "/v1/jobs/job-1/tasks", Ok(Route::ListTasks(job())));
-        check(Method::POST, "/v1/workers/register", Ok(Route::RegisterWorker));
-        check(Method::POST, "/v1/workers/w-1/heartbeat", Ok(Route::Heartbeat("w-1".into())));
-        check(Method::GET, "/v1/workers/w%201/assignments", Ok(Route::Assignments("w 1".into())));
+        check(
+            Method::DELETE,
+            "/v1/jobs/job-1",
+            Ok(Route::CancelJob(job())),
+        );
+        check(
+            Method::GET,
+            "/v1/jobs/job-1/tasks",
+            Ok(Route::ListTasks(job())),
+        );
+        check(
+            Method::POST,
+            "/v1/workers/register",
+            Ok(Route::RegisterWorker),
+        );
+        check(
+            Method::POST,
+            "/v1/workers/w-1/heartbeat",
+            Ok(Route::Heartbeat("w-1".into())),
+        );
+        check(
+            Method::GET,
+            "/v1/workers/w%201/assignments",
+            Ok(Route::Assignments("w 1".into())),
+        );
         check(Method::POST, "/v1/tasks/report", Ok(Route::Report));
-        check(Method::GET, "/v1/admin/queue/dead-letter", Ok(Route::ListDeadLetters));
-        check(Method::POST, "/v1/admin/queue/dead-letter", Ok(Route::RequeueDeadLetters));
+        check(
+            Method::GET,
+            "/v1/admin/queue/dead-letter",
+            Ok(Route::ListDeadLetters),
+        );
+        check(
+            Method::POST,
+            "/v1/admin/queue/dead-letter",
+            Ok(Route::RequeueDeadLetters),
+        );
         check(Method::GET, "/v1/admin/audit", Ok(Route::ListAudit));
-        check(Method::GET, "/v1/admin/audit/verify", Ok(Route::VerifyAudit));
+        check(
+            Method::GET,
+            "/v1/admin/audit/verify",
+            Ok(Route::VerifyAudit),
+        );
         check(Method::GET, "/v1/metrics", Ok(Route::MetricsJson));
-        check(Method::GET, "/v1/metrics/prometheus", Ok(Route::MetricsPrometheus));
+        check(
+            Method::GET,
+            "/v1/metrics/prometheus",
+            Ok(Route::MetricsPrometheus),
+        );
     }
 
     #[test]
@@ -222,30 +280,69 @@ mod tests {
         check(Method::GET, "/", Err(RouteError::NotFound));
         check(Method::GET, "/v1/jobs/", Err(RouteError::NotFound));
         check(Method::GET, "/v1/jobs/a/b", Err(RouteError::NotFound));
-        check(Method::GET, "/v1/workers/register/x", Err(RouteError::NotFound));
+        check(
+            Method::GET,
+            "/v1/workers/register/x",
+            Err(RouteError::NotFound),
+        );
         check(Method::GET, "/v2/jobs", Err(RouteError::NotFound));
-        check(Method::PUT, "/v1/jobs", Err(RouteError::MethodNotAllowed("GET, POST")));
-        check(Method::POST, "/v1/jobs/job-1", Err(RouteError::MethodNotAllowed("GET, DELETE")));
-        check(Method::GET, "/v1/workers/register", Err(RouteError::MethodNotAllowed("POST")));
-        check(Method::POST, "/healthz", Err(RouteError::MethodNotAllowed("GET")));
-        check(Method::DELETE, "/v1/admin/queue/dead-letter", Err(RouteError::MethodNotAllowed("GET, POST")));
+        check(
+            Method::PUT,
+            "/v1/jobs",
+            Err(RouteError::MethodNotAllowed("GET, POST")),
+        );
+        check(
+            Method::POST,
+            "/v1/jobs/job-1",
+            Err(RouteError::MethodNotAllowed("GET, DELETE")),
+        );
+        check(
+            Method::GET,
+            "/v1/workers/register",
+            Err(RouteError::MethodNotAllowed("POST")),
+        );
+        check(
+            Method::POST,
+            "/healthz",
+            Err(RouteError::MethodNotAllowed("GET")),
+        );
+        check(
+            Method::DELETE,
+            "/v1/admin/queue/dead-letter",
+            Err(RouteError::MethodNotAllowed("GET, POST")),
+        );
     }
 
     #[test]
     fn templates_never_carry_ids() {
         let route = Route::parse(&Method::GET, "/v1/jobs/job-123/tasks").unwrap();
         assert_eq!(route.template(), "/v1/jobs/{id}/tasks");
-        assert_eq!(Route::Heartbeat("w".into()).template(), "/v1/workers/{id}/heartbeat");
+        assert_eq!(
+            Route::Heartbeat("w".into()).template(),
+            "/v1/workers/{id}/heartbeat"
+        );
     }
 
     #[test]
     fn scopes_per_route() {
         use Requirement::*;
         assert_eq!(Route::Healthz.requirements(), None);
-        assert_eq!(Route::SubmitJob.requirements(), Some(&[Tenant, Operator][..]));
-        assert_eq!(Route::Report.requirements(), Some(&[Worker, Operator, Tenant][..]));
-        assert_eq!(Route::RequeueDeadLetters.requirements(), Some(&[Operator][..]));
-        assert_eq!(Route::MetricsPrometheus.requirements(), Some(&[Metrics, Operator][..]));
+        assert_eq!(
+            Route::SubmitJob.requirements(),
+            Some(&[Tenant, Operator][..])
+        );
+        assert_eq!(
+            Route::Report.requirements(),
+            Some(&[Worker, Operator, Tenant][..])
+        );
+        assert_eq!(
+            Route::RequeueDeadLetters.requirements(),
+            Some(&[Operator][..])
+        );
+        assert_eq!(
+            Route::MetricsPrometheus.requirements(),
+            Some(&[Metrics, Operator][..])
+        );
         assert_eq!(Route::VerifyAudit.admin_action(), Some("audit_read"));
         assert_eq!(Route::ListJobs.admin_action(), None);
     }

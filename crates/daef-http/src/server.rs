@@ -22,7 +22,10 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {

@@ -38,7 +38,9 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied transition visible to
         // callers in a way a restart would not (the process state is all there is), so keep
         // serving rather than poisoning every later request.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -89,8 +91,14 @@ struct Indexes {
 impl Indexes {
     fn add_job(&mut self, job: &Job) {
         self.jobs.insert(job.job_id.clone());
-        self.jobs_by_status.entry(job.status).or_default().insert(job.job_id.clone());
-        self.jobs_by_tenant.entry(job.tenant.clone()).or_default().insert(job.job_id.clone());
+        self.jobs_by_status
+            .entry(job.status)
+            .or_default()
+            .insert(job.job_id.clone());
+        self.jobs_by_tenant
+            .entry(job.tenant.clone())
+            .or_default()
+            .insert(job.job_id.clone());
         self.jobs_by_tenant_status
             .entry((job.tenant.clone(), job.status))
             .or_default()
@@ -105,10 +113,16 @@ impl Indexes {
         if let Some(set) = self.jobs_by_status.get_mut(&old) {
             set.remove(&job.job_id);
         }
-        if let Some(set) = self.jobs_by_tenant_status.get_mut(&(job.tenant.clone(), old)) {
+        if let Some(set) = self
+            .jobs_by_tenant_status
+            .get_mut(&(job.tenant.clone(), old))
+        {
             set.remove(&job.job_id);
         }
-        self.jobs_by_status.entry(job.status).or_default().insert(job.job_id.clone());
+        self.jobs_by_status
+            .entry(job.status)
+            .or_default()
+            .insert(job.job_id.clone());
         self.jobs_by_tenant_status
             .entry((job.tenant.clone(), job.status))
             .or_default()
@@ -122,7 +136,10 @@ impl Indexes {
                 self.leases.insert((expires, key.clone()));
             }
             if let Some(worker) = &task.worker_id {
-                self.running_by_worker.entry(worker.clone()).or_default().insert(key.clone());
+                self.running_by_worker
+                    .entry(worker.clone())
+                    .or_default()
+                    .insert(key.clone());
             }
         }
         if let Some(at) = task.redispatch_at.filter(|_| task.is_dispatchable()) {
@@ -138,12 +155,12 @@ impl Indexes {
         if let Some(expires) = task.lease_expires {
             self.leases.remove(&(expires, key.clone()));
         }
-        if let Some(worker) = &task.worker_id {
-            if let Some(set) = self.running_by_worker.get_mut(worker) {
-                set.remove(&key);
-                if set.is_empty() {
-                    self.running_by_worker.remove(worker);
-                }
+        if let Some(worker) = &task.worker_id
+            && let Some(set) = self.running_by_worker.get_mut(worker)
+        {
+            set.remove(&key);
+            if set.is_empty() {
+                self.running_by_worker.remove(worker);
             }
         }
         if let Some(at) = task.redispatch_at {
@@ -175,7 +192,10 @@ impl Indexes {
         match (&query.tenants, query.status) {
             (None, None) => vec![&self.jobs],
             (None, Some(status)) => self.jobs_by_status.get(&status).into_iter().collect(),
-            (Some(tenants), None) => tenants.iter().filter_map(|t| self.jobs_by_tenant.get(t)).collect(),
+            (Some(tenants), None) => tenants
+                .iter()
+                .filter_map(|t| self.jobs_by_tenant.get(t))
+                .collect(),
             (Some(tenants), Some(status)) => tenants
                 .iter()
                 .filter_map(|t| self.jobs_by_tenant_status.get(&(t.clone(), status)))
@@ -194,11 +214,18 @@ impl Inner {
 
 impl JobEntry {
     fn task_mut(&mut self, task_id: &str) -> Result<&mut Task> {
-        self.tasks.get_mut(task_id).ok_or(Error::NotFound(Resource::Task))
+        self.tasks
+            .get_mut(task_id)
+            .ok_or(Error::NotFound(Resource::Task))
     }
 
     /// Makes every dispatchable task of a job that runs again dispatchable now.
-    fn redispatch_ready(&mut self, idx: &mut Indexes, now: Timestamp, timing: Timing) -> Vec<Dispatch> {
+    fn redispatch_ready(
+        &mut self,
+        idx: &mut Indexes,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Vec<Dispatch> {
         let mut enqueue = Vec::new();
         for task in self.tasks.values_mut().filter(|t| t.is_dispatchable()) {
             idx.update_task(task, |t| transition::mark_dispatchable(t, now, timing));
@@ -209,15 +236,23 @@ impl JobEntry {
 
     /// A failed job dispatches nothing: its waiting tasks stop being re-enqueued.
     fn pause_dispatch(&mut self, idx: &mut Indexes) {
-        for task in self.tasks.values_mut().filter(|t| t.redispatch_at.is_some()) {
+        for task in self
+            .tasks
+            .values_mut()
+            .filter(|t| t.redispatch_at.is_some())
+        {
             idx.update_task(task, |t| t.redispatch_at = None);
         }
     }
 
     /// Records a dead-lettered task on its job and pauses the job.
     fn task_dead_lettered(&mut self, idx: &mut Indexes, task_id: &str, now: Timestamp) {
-        let Some(task) = self.tasks.get(task_id).cloned() else { return };
-        idx.update_job(&mut self.job, |job| transition::job_task_dead_lettered(job, &task, now));
+        let Some(task) = self.tasks.get(task_id).cloned() else {
+            return;
+        };
+        idx.update_job(&mut self.job, |job| {
+            transition::job_task_dead_lettered(job, &task, now)
+        });
         self.pause_dispatch(idx);
     }
 }
@@ -235,12 +270,18 @@ impl Store for MemoryStore {
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
         let mut inner = self.lock();
         if inner.jobs.contains_key(&job.job_id) {
-            return Err(Error::conflict(format!("job {} already exists", job.job_id)));
+            return Err(Error::conflict(format!(
+                "job {} already exists",
+                job.job_id
+            )));
         }
         let mut dependents: HashMap<String, Vec<String>> = HashMap::new();
         for task in tasks {
             for dep in &task.dependencies {
-                dependents.entry(dep.clone()).or_default().push(task.task_id.clone());
+                dependents
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(task.task_id.clone());
             }
         }
         inner.idx.add_job(job);
@@ -249,7 +290,10 @@ impl Store for MemoryStore {
         }
         let entry = JobEntry {
             job: job.clone(),
-            tasks: tasks.iter().map(|t| (t.task_id.clone(), t.clone())).collect(),
+            tasks: tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), t.clone()))
+                .collect(),
             dependents,
         };
         inner.jobs.insert(job.job_id.clone(), entry);
@@ -265,30 +309,55 @@ impl Store for MemoryStore {
         let sets = inner.idx.job_sets(query);
         let total = sets.iter().map(|s| s.len() as u64).sum();
         let page: Vec<&JobId> = if let [set] = sets.as_slice() {
-            set.iter().rev().skip(query.offset).take(query.limit).collect()
+            set.iter()
+                .rev()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect()
         } else {
             // Several tenants: merge their sets (a token rarely holds more than a few).
             let mut ids: Vec<&JobId> = sets.iter().flat_map(|s| s.iter()).collect();
             ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.into_iter().skip(query.offset).take(query.limit).collect()
+            ids.into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect()
         };
-        let items = page.into_iter().filter_map(|id| inner.jobs.get(id)).map(|e| e.job.clone()).collect();
+        let items = page
+            .into_iter()
+            .filter_map(|id| inner.jobs.get(id))
+            .map(|e| e.job.clone())
+            .collect();
         Ok(Page { total, items })
     }
 
     async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery) -> Result<Option<Page<Task>>> {
         let inner = self.lock();
-        let Some(entry) = inner.jobs.get(job_id) else { return Ok(None) };
+        let Some(entry) = inner.jobs.get(job_id) else {
+            return Ok(None);
+        };
         let matching = entry.tasks.values().filter(|t| {
             query.status.is_none_or(|s| t.status == s)
-                && query.worker_id.as_deref().is_none_or(|w| t.worker_id.as_deref() == Some(w))
+                && query
+                    .worker_id
+                    .as_deref()
+                    .is_none_or(|w| t.worker_id.as_deref() == Some(w))
         });
         let total = matching.clone().count() as u64;
-        let items = matching.skip(query.offset).take(query.limit.unwrap_or(usize::MAX)).cloned().collect();
+        let items = matching
+            .skip(query.offset)
+            .take(query.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
         Ok(Some(Page { total, items }))
     }
 
-    async fn register_worker(&self, worker_id: &str, capabilities: &WorkerCapabilities, now: Timestamp) -> Result<()> {
+    async fn register_worker(
+        &self,
+        worker_id: &str,
+        capabilities: &WorkerCapabilities,
+        now: Timestamp,
+    ) -> Result<()> {
         let mut inner = self.lock();
         inner
             .workers
@@ -311,17 +380,33 @@ impl Store for MemoryStore {
         Ok(self.lock().workers.contains_key(worker_id))
     }
 
-    async fn heartbeat(&self, worker_id: &str, stats: &WorkerStats, now: Timestamp, timing: Timing) -> Result<Option<u32>> {
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        stats: &WorkerStats,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Option<u32>> {
         let mut guard = self.lock();
-        let Inner { jobs, idx, workers, .. } = &mut *guard;
-        let Some(worker) = workers.get_mut(worker_id) else { return Ok(None) };
+        let Inner {
+            jobs, idx, workers, ..
+        } = &mut *guard;
+        let Some(worker) = workers.get_mut(worker_id) else {
+            return Ok(None);
+        };
         worker.stats = stats.clone();
         worker.last_heartbeat = now;
-        let running: Vec<TaskRef> =
-            idx.running_by_worker.get(worker_id).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let running: Vec<TaskRef> = idx
+            .running_by_worker
+            .get(worker_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         let mut extended = 0;
         for key in running {
-            let Some(task) = jobs.get_mut(&key.job_id).and_then(|e| e.tasks.get_mut(&key.task_id)) else {
+            let Some(task) = jobs
+                .get_mut(&key.job_id)
+                .and_then(|e| e.tasks.get_mut(&key.task_id))
+            else {
                 continue;
             };
             if idx.update_task(task, |t| transition::extend_lease(t, now, timing)) {
@@ -331,21 +416,42 @@ impl Store for MemoryStore {
         Ok(Some(extended))
     }
 
-    async fn assign(&self, task_ref: &TaskRef, worker_id: &str, nonce: &str, now: Timestamp, timing: Timing) -> Result<Option<Assignment>> {
+    async fn assign(
+        &self,
+        task_ref: &TaskRef,
+        worker_id: &str,
+        nonce: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Option<Assignment>> {
         let mut inner = self.lock();
-        let Ok((entry, idx)) = inner.entry_mut(&task_ref.job_id) else { return Ok(None) };
+        let Ok((entry, idx)) = inner.entry_mut(&task_ref.job_id) else {
+            return Ok(None);
+        };
         let JobEntry { job, tasks, .. } = entry;
-        let Some(task) = tasks.get_mut(&task_ref.task_id) else { return Ok(None) };
+        let Some(task) = tasks.get_mut(&task_ref.task_id) else {
+            return Ok(None);
+        };
         let old_status = job.status;
-        let assigned = idx.update_task(task, |t| transition::assign(job, t, worker_id, nonce, now, timing));
+        let assigned = idx.update_task(task, |t| {
+            transition::assign(job, t, worker_id, nonce, now, timing)
+        });
         idx.job_status_changed(job, old_status);
         Ok(assigned.ok())
     }
 
-    async fn report(&self, report: &Report, now: Timestamp, timing: Timing) -> Result<ReportOutcome> {
+    async fn report(
+        &self,
+        report: &Report,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<ReportOutcome> {
         let mut inner = self.lock();
         let (entry, idx) = inner.entry_mut(&report.task.job_id)?;
-        let task = entry.tasks.get(&report.task.task_id).ok_or(Error::NotFound(Resource::Task))?;
+        let task = entry
+            .tasks
+            .get(&report.task.task_id)
+            .ok_or(Error::NotFound(Resource::Task))?;
         match transition::check_report(&entry.job, task, report) {
             ReportCheck::Apply => {}
             ReportCheck::JobCanceled => return Ok(ReportOutcome::JobCanceled),
@@ -355,18 +461,35 @@ impl Store for MemoryStore {
         }
         let dispatching = transition::job_is_dispatching(&entry.job);
         let task = entry.task_mut(&report.task.task_id)?;
-        let failure = idx.update_task(task, |t| transition::apply_report(t, report, dispatching, now, timing));
+        let failure = idx.update_task(task, |t| {
+            transition::apply_report(t, report, dispatching, now, timing)
+        });
         let task = task.clone();
         let mut enqueue = Vec::new();
         match failure {
             None => {
-                for dep_id in entry.dependents.get(&task.task_id).cloned().unwrap_or_default() {
-                    let Some(dependent) = entry.tasks.get_mut(&dep_id) else { continue };
-                    if idx.update_task(dependent, |d| transition::dependency_completed(d, dispatching, now, timing)) {
+                for dep_id in entry
+                    .dependents
+                    .get(&task.task_id)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let Some(dependent) = entry.tasks.get_mut(&dep_id) else {
+                        continue;
+                    };
+                    if idx.update_task(dependent, |d| {
+                        transition::dependency_completed(d, dispatching, now, timing)
+                    }) {
                         enqueue.push((dependent.task_ref(), dependent.priority));
                     }
                 }
-                idx.update_job(&mut entry.job, |job| transition::job_task_completed(job, &task, now));
+                let sink_output = entry
+                    .tasks
+                    .get(&entry.job.sink_task_id)
+                    .and_then(|sink| sink.output_artifact_uri.clone());
+                idx.update_job(&mut entry.job, |job| {
+                    transition::job_task_completed(job, sink_output.as_deref(), now)
+                });
             }
             Some(AttemptOutcome::Retry) => {
                 if dispatching {
@@ -375,12 +498,18 @@ impl Store for MemoryStore {
             }
             Some(AttemptOutcome::DeadLettered) => entry.task_dead_lettered(idx, &task.task_id, now),
         }
-        Ok(ReportOutcome::Applied(ReportEffects { failure, enqueue, job_status: entry.job.status }))
+        Ok(ReportOutcome::Applied(ReportEffects {
+            failure,
+            enqueue,
+            job_status: entry.job.status,
+        }))
     }
 
     async fn cancel_job(&self, job_id: &JobId, now: Timestamp) -> Result<Option<CancelOutcome>> {
         let mut inner = self.lock();
-        let Ok((entry, idx)) = inner.entry_mut(job_id) else { return Ok(None) };
+        let Ok((entry, idx)) = inner.entry_mut(job_id) else {
+            return Ok(None);
+        };
         let outcome = idx.update_job(&mut entry.job, |job| transition::cancel_job(job, now));
         if outcome == CancelOutcome::Canceled {
             for task in entry.tasks.values_mut() {
@@ -390,10 +519,21 @@ impl Store for MemoryStore {
         Ok(Some(outcome))
     }
 
-    async fn expire_leases(&self, now: Timestamp, limit: usize, timing: Timing) -> Result<Vec<ExpiredLease>> {
+    async fn expire_leases(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> Result<Vec<ExpiredLease>> {
         let mut guard = self.lock();
-        let lapsed: Vec<TaskRef> =
-            guard.idx.leases.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, k)| k.clone()).collect();
+        let lapsed: Vec<TaskRef> = guard
+            .idx
+            .leases
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, k)| k.clone())
+            .collect();
         let mut expired = Vec::with_capacity(lapsed.len());
         for key in lapsed {
             let (entry, idx) = guard.entry_mut(&key.job_id)?;
@@ -401,7 +541,9 @@ impl Store for MemoryStore {
             let task = entry.task_mut(&key.task_id)?;
             let worker_id = task.worker_id.clone().unwrap_or_default();
             let cause = transition::expiry_cause(task);
-            let outcome = idx.update_task(task, |t| transition::fail_attempt(t, &cause, None, dispatching, now, timing));
+            let outcome = idx.update_task(task, |t| {
+                transition::fail_attempt(t, &cause, None, dispatching, now, timing)
+            });
             let priority = task.priority;
             let enqueue = match outcome {
                 AttemptOutcome::Retry => dispatching.then(|| (key.clone(), priority)),
@@ -410,15 +552,32 @@ impl Store for MemoryStore {
                     None
                 }
             };
-            expired.push(ExpiredLease { task: key, worker_id, reason: cause.reason(), outcome, enqueue });
+            expired.push(ExpiredLease {
+                task: key,
+                worker_id,
+                reason: cause.reason(),
+                outcome,
+                enqueue,
+            });
         }
         Ok(expired)
     }
 
-    async fn take_orphans(&self, now: Timestamp, limit: usize, timing: Timing) -> Result<Vec<Dispatch>> {
+    async fn take_orphans(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> Result<Vec<Dispatch>> {
         let mut guard = self.lock();
-        let due: Vec<TaskRef> =
-            guard.idx.redispatch.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, k)| k.clone()).collect();
+        let due: Vec<TaskRef> = guard
+            .idx
+            .redispatch
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, k)| k.clone())
+            .collect();
         let mut orphans = Vec::with_capacity(due.len());
         for key in due {
             let (entry, idx) = guard.entry_mut(&key.job_id)?;
@@ -467,18 +626,31 @@ impl Store for MemoryStore {
         Ok(tasks.iter().filter(|k| is_dead(k)).count() as u64)
     }
 
-    async fn requeue_dead(&self, tasks: &[TaskRef], now: Timestamp, timing: Timing) -> Result<RequeueOutcome> {
+    async fn requeue_dead(
+        &self,
+        tasks: &[TaskRef],
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<RequeueOutcome> {
         let mut guard = self.lock();
         let mut outcome = RequeueOutcome::default();
         for key in tasks {
-            let Ok((entry, idx)) = guard.entry_mut(&key.job_id) else { continue };
-            let Some(task) = entry.tasks.get_mut(&key.task_id) else { continue };
+            let Ok((entry, idx)) = guard.entry_mut(&key.job_id) else {
+                continue;
+            };
+            let Some(task) = entry.tasks.get_mut(&key.task_id) else {
+                continue;
+            };
             if !idx.update_task(task, |t| transition::requeue_dead(t, now)) {
                 continue;
             }
             outcome.requeued.push(key.clone());
-            if idx.update_job(&mut entry.job, |job| transition::job_task_requeued(job, now)) {
-                outcome.enqueue.extend(entry.redispatch_ready(idx, now, timing));
+            if idx.update_job(&mut entry.job, |job| {
+                transition::job_task_requeued(job, now)
+            }) {
+                outcome
+                    .enqueue
+                    .extend(entry.redispatch_ready(idx, now, timing));
             }
         }
         Ok(outcome)
@@ -486,7 +658,11 @@ impl Store for MemoryStore {
 
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {
         let mut inner = self.lock();
-        let prev_hash = inner.audit.last().map(|e| e.event_hash.clone()).unwrap_or_default();
+        let prev_hash = inner
+            .audit
+            .last()
+            .map(|e| e.event_hash.clone())
+            .unwrap_or_default();
         let event = draft.seal(inner.audit.len() as u64 + 1, now, prev_hash);
         inner.audit.push(event.clone());
         Ok(event)
@@ -494,13 +670,23 @@ impl Store for MemoryStore {
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
         let inner = self.lock();
-        Ok(inner.audit.iter().rev().filter(|e| query.matches(e)).skip(query.offset).take(query.limit).cloned().collect())
+        Ok(inner
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| query.matches(e))
+            .skip(query.offset)
+            .take(query.limit)
+            .cloned()
+            .collect())
     }
 
     async fn audit_chain(&self, after_id: u64, limit: usize) -> Result<Vec<AuditEvent>> {
         let inner = self.lock();
         // Ids are 1, 2, 3, … so event `id` sits at index `id - 1`.
-        let start = usize::try_from(after_id).unwrap_or(usize::MAX).min(inner.audit.len());
+        let start = usize::try_from(after_id)
+            .unwrap_or(usize::MAX)
+            .min(inner.audit.len());
         Ok(inner.audit[start..].iter().take(limit).cloned().collect())
     }
 }

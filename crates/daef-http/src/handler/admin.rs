@@ -10,7 +10,7 @@ use daef_core::ports::{AuditQuery, RateDecision};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::app::{self, App, Body, Ctx};
+use crate::app::{self, App, AuditEntry, Body, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
 
@@ -19,23 +19,48 @@ const MAX_PAGE: usize = 1_000;
 const DEFAULT_PAGE: usize = 50;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
+/// An audit entry for `GET /v1/admin/queue/dead-letter`.
+fn list_entry<'a>(requested: u64, outcome: &'static str, details: &'a str) -> AuditEntry<'a> {
+    AuditEntry::new(
+        action::DEAD_LETTER_LIST,
+        DEAD_LETTER_PATH,
+        requested,
+        outcome,
+        details,
+    )
+}
+
+/// An audit entry for `POST /v1/admin/queue/dead-letter`.
+fn requeue_entry<'a>(requested: u64, outcome: &'static str, details: &'a str) -> AuditEntry<'a> {
+    AuditEntry::new(
+        action::DEAD_LETTER_REQUEUE,
+        DEAD_LETTER_PATH,
+        requested,
+        outcome,
+        details,
+    )
+}
+
 pub(super) async fn list_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let limit = match ctx.query.limit(DEFAULT_PAGE, MAX_PAGE) {
         Ok(limit) => limit,
         Err(err) => {
-            app.audit(ctx, action::DEAD_LETTER_LIST, DEAD_LETTER_PATH, 0, result::REJECTED, &err.message).await;
+            app.audit(ctx, list_entry(0, result::REJECTED, &err.message))
+                .await;
             return Err(err);
         }
     };
     match app.engine.dead_letters(limit).await {
         Ok(tasks) => {
             let details = format!("returned {} dead letters", tasks.len());
-            app.audit(ctx, action::DEAD_LETTER_LIST, DEAD_LETTER_PATH, limit as u64, result::OK, &details).await;
+            app.audit(ctx, list_entry(limit as u64, result::OK, &details))
+                .await;
             Ok(app::json(StatusCode::OK, &json!({"tasks": tasks})))
         }
         Err(err) => {
             let err = ApiError::from(err);
-            app.audit(ctx, action::DEAD_LETTER_LIST, DEAD_LETTER_PATH, limit as u64, result::ERROR, &err.message).await;
+            app.audit(ctx, list_entry(limit as u64, result::ERROR, &err.message))
+                .await;
             Err(err)
         }
     }
@@ -60,7 +85,9 @@ fn parse_requeue(body: &[u8]) -> ApiResult<Requeue> {
         .map(|(i, item)| {
             let prefix = format!("tasks[{i}]");
             let Value::Object(entry) = item else {
-                return Err(ApiError::bad_request(format!("{prefix} must be an object with job_id and task_id")));
+                return Err(ApiError::bad_request(format!(
+                    "{prefix} must be an object with job_id and task_id"
+                )));
             };
             let entry = Fields::nested(entry, &prefix);
             let job_id = entry.required_str("job_id", 128)?;
@@ -75,7 +102,11 @@ fn parse_requeue(body: &[u8]) -> ApiResult<Requeue> {
 /// The safety checks of DESIGN.md §4, in their order: body, batch size, confirmation, rate limit.
 pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let reject = |err: ApiError, requested: u64| async move {
-        app.audit(ctx, action::DEAD_LETTER_REQUEUE, DEAD_LETTER_PATH, requested, result::REJECTED, &err.message).await;
+        app.audit(
+            ctx,
+            requeue_entry(requested, result::REJECTED, &err.message),
+        )
+        .await;
         Err(err)
     };
     let request = match parse_requeue(&ctx.body) {
@@ -85,57 +116,83 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
     let requested = request.tasks.len() as u64;
     let limits = &app.config.admin;
     if limits.max_batch > 0 && requested > limits.max_batch as u64 {
-        let err = ApiError::bad_request(format!("tasks exceeds max batch size {}", limits.max_batch));
+        let err =
+            ApiError::bad_request(format!("tasks exceeds max batch size {}", limits.max_batch));
         return reject(err, requested).await;
     }
-    if let Some(token) = &limits.confirm_token {
-        if limits.confirm_threshold > 0 && requested >= limits.confirm_threshold as u64 {
-            let presented = ctx.header("x-daef-confirm").unwrap_or_default();
-            // Compare hashes: blake3::Hash equality is constant-time.
-            if blake3::hash(presented.as_bytes()) != blake3::hash(token.as_bytes()) {
-                let err = ApiError::bad_request("confirmation token required for large requeue");
-                return reject(err, requested).await;
-            }
+    if let Some(token) = &limits.confirm_token
+        && limits.confirm_threshold > 0
+        && requested >= limits.confirm_threshold as u64
+    {
+        let presented = ctx.header("x-daef-confirm").unwrap_or_default();
+        // Compare hashes: blake3::Hash equality is constant-time.
+        if blake3::hash(presented.as_bytes()) != blake3::hash(token.as_bytes()) {
+            let err = ApiError::bad_request("confirmation token required for large requeue");
+            return reject(err, requested).await;
         }
     }
     if !request.dry_run && limits.rate_limit_per_min > 0 {
         let limit = u32::try_from(limits.rate_limit_per_min).unwrap_or(u32::MAX);
         let key = format!("admin-requeue:{}", ctx.principal.id);
-        match app.rate_limiter.acquire(&key, limit, RATE_WINDOW, ctx.now).await {
+        match app
+            .rate_limiter
+            .acquire(&key, limit, RATE_WINDOW, ctx.now)
+            .await
+        {
             Ok(RateDecision::Allowed) => {}
             Ok(RateDecision::Limited { retry_after_secs }) => {
                 let details = format!("limit {limit} per minute; retry after {retry_after_secs}s");
-                app.audit(ctx, action::DEAD_LETTER_REQUEUE, DEAD_LETTER_PATH, requested, result::RATE_LIMITED, &details).await;
-                return Err(ApiError::rate_limited("requeue rate limit exceeded", retry_after_secs));
+                app.audit(
+                    ctx,
+                    requeue_entry(requested, result::RATE_LIMITED, &details),
+                )
+                .await;
+                return Err(ApiError::rate_limited(
+                    "requeue rate limit exceeded",
+                    retry_after_secs,
+                ));
             }
             Err(err) => {
                 let err = ApiError::from(err);
-                app.audit(ctx, action::DEAD_LETTER_REQUEUE, DEAD_LETTER_PATH, requested, result::ERROR, &err.message).await;
+                app.audit(ctx, requeue_entry(requested, result::ERROR, &err.message))
+                    .await;
                 return Err(err);
             }
         }
     }
-    match app.engine.requeue_dead(&request.tasks, request.dry_run, ctx.now).await {
+    match app
+        .engine
+        .requeue_dead(&request.tasks, request.dry_run, ctx.now)
+        .await
+    {
         Ok(summary) => {
             let (outcome, details, body) = if request.dry_run {
                 (
                     result::DRY_RUN,
-                    format!("{} of {} listed tasks are dead letters", summary.requeued, requested),
+                    format!(
+                        "{} of {} listed tasks are dead letters",
+                        summary.requeued, requested
+                    ),
                     json!({"dry_run": true, "requested": requested, "requeued": summary.requeued}),
                 )
             } else {
                 (
                     result::OK,
-                    format!("requeued {} of {} listed tasks", summary.requeued, requested),
+                    format!(
+                        "requeued {} of {} listed tasks",
+                        summary.requeued, requested
+                    ),
                     json!({"requested": requested, "requeued": summary.requeued}),
                 )
             };
-            app.audit(ctx, action::DEAD_LETTER_REQUEUE, DEAD_LETTER_PATH, requested, outcome, &details).await;
+            app.audit(ctx, requeue_entry(requested, outcome, &details))
+                .await;
             Ok(app::json(StatusCode::OK, &body))
         }
         Err(err) => {
             let err = ApiError::from(err);
-            app.audit(ctx, action::DEAD_LETTER_REQUEUE, DEAD_LETTER_PATH, requested, result::ERROR, &err.message).await;
+            app.audit(ctx, requeue_entry(requested, result::ERROR, &err.message))
+                .await;
             Err(err)
         }
     }
@@ -145,7 +202,8 @@ fn timestamp_param(ctx: &Ctx, name: &str) -> ApiResult<Option<Timestamp>> {
     ctx.query
         .get(name)
         .map(|raw| {
-            Timestamp::parse_rfc3339(raw)
+            // An unencoded `+` in an offset arrives as a space after form decoding.
+            Timestamp::parse_rfc3339(&raw.replace(' ', "+"))
                 .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 timestamp")))
         })
         .transpose()
@@ -170,7 +228,11 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
     };
     let events = app.engine.list_audit(&query).await?;
     if csv {
-        return Ok(app::with_type(StatusCode::OK, to_csv(&events), "text/csv; charset=utf-8"));
+        return Ok(app::with_type(
+            StatusCode::OK,
+            to_csv(&events),
+            "text/csv; charset=utf-8",
+        ));
     }
     Ok(app::json(
         StatusCode::OK,

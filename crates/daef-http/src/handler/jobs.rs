@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::view::{JobView, TaskView};
-use crate::app::{self, App, Body, Ctx};
+use crate::app::{self, App, AuditEntry, Body, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
 
@@ -24,10 +24,15 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let body = json::object(&ctx.body, false)?;
     let fields = Fields::new(&body);
     let spec = job_spec(&fields)?;
-    let tenant = ctx.principal.effective_tenant(fields.str("tenant")?, ctx.header("x-daef-tenant"))?;
+    let tenant = ctx
+        .principal
+        .effective_tenant(fields.str("tenant")?, ctx.header("x-daef-tenant"))?;
     ctx.principal.check_tenant(&tenant)?;
     let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
-    Ok(app::json(StatusCode::ACCEPTED, &json!({"job_id": job.job_id, "status": job.status.as_str()})))
+    Ok(app::json(
+        StatusCode::ACCEPTED,
+        &json!({"job_id": job.job_id, "status": job.status.as_str()}),
+    ))
 }
 
 /// Validates the submit body's types; the planner validates the DAG itself.
@@ -51,10 +56,18 @@ fn job_spec(fields: &Fields<'_>) -> ApiResult<JobSpec> {
     };
     let priority = match fields.str("priority")? {
         None => Priority::default(),
-        Some(p) => p.parse().map_err(|()| ApiError::bad_request("priority must be interactive or batch"))?,
+        Some(p) => p
+            .parse()
+            .map_err(|()| ApiError::bad_request("priority must be interactive or batch"))?,
     };
     let policy = fields.str("policy")?.map(str::to_owned);
-    Ok(JobSpec { job_type, input, policy, priority, tasks })
+    Ok(JobSpec {
+        job_type,
+        input,
+        policy,
+        priority,
+        tasks,
+    })
 }
 
 fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
@@ -63,8 +76,12 @@ fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
         return Err(ApiError::bad_request(format!("{prefix} must be an object")));
     };
     let fields = Fields::nested(map, &prefix);
-    let task_id = fields.str("task_id")?.ok_or_else(|| ApiError::bad_request(format!("{prefix}.task_id is required")))?;
-    let task_type = fields.str("type")?.ok_or_else(|| ApiError::bad_request(format!("{prefix}.type is required")))?;
+    let task_id = fields
+        .str("task_id")?
+        .ok_or_else(|| ApiError::bad_request(format!("{prefix}.task_id is required")))?;
+    let task_type = fields
+        .str("type")?
+        .ok_or_else(|| ApiError::bad_request(format!("{prefix}.type is required")))?;
     let int = |name: &str, min: i64, max: i64| -> ApiResult<Option<u32>> {
         Ok(fields.int(name, min, max)?.map(|n| n as u32))
     };
@@ -73,8 +90,16 @@ fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
         task_type: task_type.to_owned(),
         inputs: fields.string_map("inputs")?.unwrap_or_default(),
         dependencies: fields.string_list("dependencies")?.unwrap_or_default(),
-        max_retries: int("max_retries", 0, i64::from(daef_core::planner::MAX_RETRIES_LIMIT))?,
-        timeout_sec: int("timeout_sec", 1, i64::from(daef_core::planner::MAX_TIMEOUT_SEC))?,
+        max_retries: int(
+            "max_retries",
+            0,
+            i64::from(daef_core::planner::MAX_RETRIES_LIMIT),
+        )?,
+        timeout_sec: int(
+            "timeout_sec",
+            1,
+            i64::from(daef_core::planner::MAX_TIMEOUT_SEC),
+        )?,
     })
 }
 
@@ -82,7 +107,9 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let status = match ctx.query.get("status") {
         None => None,
         Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
-            ApiError::bad_request("status must be one of Queued, Running, Completed, Failed, Canceled")
+            ApiError::bad_request(
+                "status must be one of Queued, Running, Completed, Failed, Canceled",
+            )
         })?),
     };
     let limit = ctx.query.limit(DEFAULT_JOBS_PAGE, MAX_JOBS_PAGE)?;
@@ -94,7 +121,15 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         }
         None => ctx.principal.tenant_filter(),
     };
-    let page = app.engine.list_jobs(&JobQuery { status, tenants, limit, offset }).await?;
+    let page = app
+        .engine
+        .list_jobs(&JobQuery {
+            status,
+            tenants,
+            limit,
+            offset,
+        })
+        .await?;
     let jobs: Vec<JobView<'_>> = page.items.iter().map(JobView::from).collect();
     Ok(app::json(
         StatusCode::OK,
@@ -120,7 +155,11 @@ pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respon
     let job = match visible_job(app, ctx, id).await {
         Ok(job) => job,
         Err(err) => {
-            app.audit(ctx, action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message).await;
+            app.audit(
+                ctx,
+                AuditEntry::new(action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message),
+            )
+            .await;
             return Err(err);
         }
     };
@@ -128,7 +167,11 @@ pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respon
         Ok(outcome) => outcome,
         Err(err) => {
             let err = ApiError::from(err);
-            app.audit(ctx, action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message).await;
+            app.audit(
+                ctx,
+                AuditEntry::new(action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message),
+            )
+            .await;
             return Err(err);
         }
     };
@@ -137,15 +180,25 @@ pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respon
         CancelOutcome::AlreadyCanceled => (result::NOOP, "already canceled".to_owned()),
         CancelOutcome::AlreadyFinished => (result::NOOP, format!("already {}", job.status)),
     };
-    app.audit(ctx, action::JOB_CANCEL, &resource, 1, outcome_label, &details).await;
-    Ok(app::json(StatusCode::OK, &json!({"accepted": outcome.accepted()})))
+    app.audit(
+        ctx,
+        AuditEntry::new(action::JOB_CANCEL, &resource, 1, outcome_label, &details)
+            .for_tenant(&job.tenant),
+    )
+    .await;
+    Ok(app::json(
+        StatusCode::OK,
+        &json!({"accepted": outcome.accepted()}),
+    ))
 }
 
 pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
     let status = match ctx.query.get("status") {
         None => None,
         Some(s) => Some(s.parse::<TaskStatus>().map_err(|_| {
-            ApiError::bad_request("status must be one of Queued, Running, Completed, Failed, Canceled")
+            ApiError::bad_request(
+                "status must be one of Queued, Running, Completed, Failed, Canceled",
+            )
         })?),
     };
     let limit = ctx.query.non_negative("limit")?;
@@ -155,12 +208,15 @@ pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respons
         status,
         worker_id: ctx.query.get("worker_id").map(str::to_owned),
         // A job has at most 1,000 tasks; no limit (or 0) means all of them.
-        limit: limit.filter(|n| *n > 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        limit: limit
+            .filter(|n| *n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         offset: offset.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let page = app.engine.tasks(&job.job_id, &query).await?;
     let tasks: Vec<TaskView<'_>> = page.items.iter().map(TaskView::from).collect();
-    let mut body = json!({"job_id": job.job_id, "total": page.total, "returned": tasks.len(), "tasks": tasks});
+    let mut body =
+        json!({"job_id": job.job_id, "total": page.total, "returned": tasks.len(), "tasks": tasks});
     if let Some(limit) = limit {
         body["limit"] = json!(limit);
     }

@@ -27,7 +27,9 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
         match fields.value(name) {
             None => Ok(None),
             Some(v) if v.is_number() || v.is_string() => Ok(Some(v.clone())),
-            Some(_) => Err(ApiError::bad_request(format!("{name} must be a number or a string"))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{name} must be a number or a string"
+            ))),
         }
     };
     let capabilities = WorkerCapabilities {
@@ -38,7 +40,9 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
         tools: fields.string_list("tools")?.unwrap_or_default(),
         locality: fields.str("locality")?.map(str::to_owned),
     };
-    app.engine.register_worker(worker_id, &capabilities, ctx.now).await?;
+    app.engine
+        .register_worker(worker_id, &capabilities, ctx.now)
+        .await?;
     Ok(app::json(
         StatusCode::OK,
         &json!({"accepted": true, "heartbeat_interval_seconds": app.engine.config().heartbeat_interval_seconds()}),
@@ -47,10 +51,15 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
 
 /// Worker ids appear in paths and metric labels: keep them to a safe alphabet.
 fn worker_id(id: &str) -> ApiResult<&str> {
-    if id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@')) {
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@'))
+    {
         Ok(id)
     } else {
-        Err(ApiError::bad_request("worker_id must be 1-128 characters of [A-Za-z0-9._:@-]"))
+        Err(ApiError::bad_request(
+            "worker_id must be 1-128 characters of [A-Za-z0-9._:@-]",
+        ))
     }
 }
 
@@ -65,19 +74,33 @@ pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Respo
         health: fields.str("health")?.map(str::to_owned),
     };
     let extended = app.engine.heartbeat(id, &stats, ctx.now).await?;
-    Ok(app::json(StatusCode::OK, &json!({"accepted": true, "leases_extended": extended})))
+    Ok(app::json(
+        StatusCode::OK,
+        &json!({"accepted": true, "leases_extended": extended}),
+    ))
 }
 
 pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {
     let max_tasks = match ctx.query.get("max_tasks") {
         None => 1,
         Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if n >= 1 => usize::try_from(n).unwrap_or(MAX_POLL_TASKS).min(MAX_POLL_TASKS),
-            _ => return Err(ApiError::bad_request("max_tasks must be a positive integer")),
+            Ok(n) if n >= 1 => usize::try_from(n)
+                .unwrap_or(MAX_POLL_TASKS)
+                .min(MAX_POLL_TASKS),
+            // A positive integer too large for i64: clamped like any value above the cap.
+            Err(_) if json::is_digits(raw) => MAX_POLL_TASKS,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "max_tasks must be a positive integer",
+                ));
+            }
         },
     };
     let assignments = app.engine.poll(id, max_tasks, ctx.now).await?;
-    Ok(app::json(StatusCode::OK, &json!({"assignments": assignments})))
+    Ok(app::json(
+        StatusCode::OK,
+        &json!({"assignments": assignments}),
+    ))
 }
 
 pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
@@ -95,19 +118,39 @@ pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         Some("Failed") => ReportStatus::Failed,
         _ => return Err(ApiError::bad_request("status must be Completed or Failed")),
     };
-    let idempotency_key = fields.str("idempotency_key")?.filter(|k| !k.is_empty()).map(str::to_owned);
-    if idempotency_key.as_ref().is_some_and(|k| k.chars().count() > MAX_ID_LEN) {
-        return Err(ApiError::bad_request(format!("idempotency_key must be at most {MAX_ID_LEN} characters")));
+    let idempotency_key = fields
+        .str("idempotency_key")?
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.chars().count() > MAX_ID_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "idempotency_key must be at most {MAX_ID_LEN} characters"
+        )));
     }
-    let output_artifact_uri = fields.str("output_artifact_uri")?.filter(|u| !u.is_empty()).map(str::to_owned);
-    if output_artifact_uri.as_ref().is_some_and(|u| u.len() > MAX_URI_LEN) {
-        return Err(ApiError::bad_request(format!("output_artifact_uri must be at most {MAX_URI_LEN} bytes")));
+    let output_artifact_uri = fields
+        .str("output_artifact_uri")?
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned);
+    if output_artifact_uri
+        .as_ref()
+        .is_some_and(|u| u.len() > MAX_URI_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "output_artifact_uri must be at most {MAX_URI_LEN} bytes"
+        )));
     }
     let error = fields.str("error")?.map(|e| truncate(e, MAX_ERROR_LEN));
     let duration_millis = fields.non_negative("duration_millis")?;
 
     // A token that may report only as a tenant must own the job.
-    if ctx.principal.require(&[Requirement::Worker, Requirement::Operator]).is_err() {
+    if ctx
+        .principal
+        .require(&[Requirement::Worker, Requirement::Operator])
+        .is_err()
+    {
         let job = app.engine.job(&job_id).await?;
         ctx.principal.check_tenant(&job.tenant)?;
     }
@@ -127,7 +170,9 @@ pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
             Ok(app::json(StatusCode::OK, &json!({"accepted": true})))
         }
         ReportOutcome::StaleLease => Err(ApiError::new(StatusCode::CONFLICT, "stale lease")),
-        ReportOutcome::NotRunning => Err(ApiError::new(StatusCode::CONFLICT, "task is not running")),
+        ReportOutcome::NotRunning => {
+            Err(ApiError::new(StatusCode::CONFLICT, "task is not running"))
+        }
     }
 }
 

@@ -1,0 +1,255 @@
+//! `/v1/workers…`: registration, heartbeats and polling for assignments.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Harness, WRK};
+
+#[tokio::test]
+async fn register_validates_the_worker_id_and_capabilities() {
+    let h = Harness::new();
+    let before = h.snapshot().await;
+    let longest = "w".repeat(128);
+    let too_long = "w".repeat(129);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "worker_id is required"),
+        (json!({"worker_id": null}), "worker_id is required"),
+        (
+            json!({"worker_id": ""}),
+            "worker_id must be a non-empty string",
+        ),
+        (
+            json!({"worker_id": "   "}),
+            "worker_id must be a non-empty string",
+        ),
+        (
+            json!({"worker_id": too_long}),
+            "worker_id must be at most 128 characters",
+        ),
+        (json!({"worker_id": 42}), "worker_id must be a string"),
+        (
+            json!({"worker_id": "has space"}),
+            "worker_id must be 1-128 characters of [A-Za-z0-9._:@-]",
+        ),
+        (
+            json!({"worker_id": "a/b"}),
+            "worker_id must be 1-128 characters of [A-Za-z0-9._:@-]",
+        ),
+        (
+            json!({"worker_id": "w", "cpu": [4]}),
+            "cpu must be a number or a string",
+        ),
+        (
+            json!({"worker_id": "w", "memory": {"gb": 1}}),
+            "memory must be a number or a string",
+        ),
+        (
+            json!({"worker_id": "w", "gpu": true}),
+            "gpu must be a number or a string",
+        ),
+        (
+            json!({"worker_id": "w", "models": "llama"}),
+            "models must be an array",
+        ),
+        (
+            json!({"worker_id": "w", "tools": [1]}),
+            "tools[0] must be a string",
+        ),
+        (
+            json!({"worker_id": "w", "locality": 3}),
+            "locality must be a string",
+        ),
+    ];
+    for (body, message) in cases {
+        h.post_json("/v1/workers/register", &body)
+            .token(WRK)
+            .send()
+            .await
+            .expect_error(400, message);
+    }
+    for raw in [&b""[..], b"{", b"[\"w\"]"] {
+        let resp = h
+            .post_raw("/v1/workers/register", raw.to_vec())
+            .token(WRK)
+            .send()
+            .await;
+        assert_eq!(resp.status.as_u16(), 400, "{}", resp.text);
+    }
+    h.assert_unchanged(&before, "invalid registrations").await;
+    // None of them registered a worker.
+    for id in ["w", "has space"] {
+        h.post_json(
+            &format!("/v1/workers/{}/heartbeat", id.replace(' ', "%20")),
+            &json!({}),
+        )
+        .token(WRK)
+        .send()
+        .await
+        .expect_error(404, "worker not found");
+    }
+
+    // Valid ones, including the longest id and every capability; registering again is fine.
+    let full = json!({"worker_id": "gpu-1.zone-a:pool@host", "cpu": 8, "memory": "32Gi", "gpu": 1,
+        "models": ["llama"], "tools": ["python"], "locality": "eu-west-1a"});
+    for body in [json!({"worker_id": longest}), full.clone(), full] {
+        let resp = h
+            .post_json("/v1/workers/register", &body)
+            .token(WRK)
+            .send()
+            .await
+            .expect_status(200);
+        assert_eq!(
+            resp.json,
+            json!({"accepted": true, "heartbeat_interval_seconds": 5})
+        );
+    }
+    h.get(&format!("/v1/workers/{longest}/assignments"))
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+}
+
+#[tokio::test]
+async fn heartbeat_validates_and_needs_a_registered_worker() {
+    let h = Harness::new();
+    h.register("w").await;
+    let before = h.snapshot().await;
+    h.post_json("/v1/workers/ghost/heartbeat", &json!({}))
+        .token(WRK)
+        .send()
+        .await
+        .expect_error(404, "worker not found");
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"queue_depth": "x"}),
+            "queue_depth must be a non-negative integer",
+        ),
+        (
+            json!({"queue_depth": -1}),
+            "queue_depth must be a non-negative integer",
+        ),
+        (
+            json!({"running_tasks": 1.5}),
+            "running_tasks must be a non-negative integer",
+        ),
+        (
+            json!({"cpu_utilization": "high"}),
+            "cpu_utilization must be a number",
+        ),
+        (
+            json!({"memory_utilization": [0.5]}),
+            "memory_utilization must be a number",
+        ),
+        (json!({"health": 1}), "health must be a string"),
+    ];
+    for (body, message) in cases {
+        h.post_json("/v1/workers/w/heartbeat", &body)
+            .token(WRK)
+            .send()
+            .await
+            .expect_error(400, message);
+    }
+    h.post_raw("/v1/workers/w/heartbeat", &b"[1]"[..])
+        .token(WRK)
+        .send()
+        .await
+        .expect_error(400, "request body must be a JSON object");
+    let message = h
+        .post_raw("/v1/workers/w/heartbeat", &b"{"[..])
+        .token(WRK)
+        .send()
+        .await
+        .error_message(400);
+    assert!(message.starts_with("invalid JSON body"), "{message}");
+    h.assert_unchanged(&before, "invalid heartbeats").await;
+
+    // Every field is optional, and so is the body.
+    let full = json!({"queue_depth": 3, "running_tasks": 1, "cpu_utilization": 0.5, "memory_utilization": 75, "health": "ok"});
+    for call in [
+        h.post_json("/v1/workers/w/heartbeat", &full),
+        h.post_json("/v1/workers/w/heartbeat", &json!({})),
+        h.post_raw("/v1/workers/w/heartbeat", &b""[..]),
+    ] {
+        let resp = call.token(WRK).send().await.expect_status(200);
+        assert_eq!(resp.json["accepted"], true);
+    }
+}
+
+#[tokio::test]
+async fn assignments_validate_max_tasks_and_clamp_it() {
+    let h = Harness::new();
+    h.register("w").await;
+    // One job with 150 independent tasks.
+    let tasks: Vec<Value> = (0..150)
+        .map(|i| json!({"task_id": format!("t{i:03}"), "type": "t"}))
+        .collect();
+    let job = h.submit(json!({"type": "fanout", "tasks": tasks})).await;
+
+    let before = h.snapshot().await;
+    for bad in ["0", "-1", "x", "1.5", "", "%20"] {
+        let resp = h
+            .get(&format!("/v1/workers/w/assignments?max_tasks={bad}"))
+            .token(WRK)
+            .send()
+            .await;
+        if bad.is_empty() {
+            // An empty value counts as absent: the default of one.
+            assert_eq!(
+                resp.expect_status(200).json["assignments"]
+                    .as_array()
+                    .map(Vec::len),
+                Some(1)
+            );
+            continue;
+        }
+        resp.expect_error(400, "max_tasks must be a positive integer");
+    }
+    h.get("/v1/workers/ghost/assignments")
+        .token(WRK)
+        .send()
+        .await
+        .expect_error(404, "worker not found");
+    h.get("/v1/workers/ghost/assignments?max_tasks=0")
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(400);
+    let after = h.snapshot().await;
+    assert_eq!(
+        after.pending,
+        before.pending - 1,
+        "only the default poll took a task"
+    );
+
+    // Default: one.
+    let resp = h
+        .get("/v1/workers/w/assignments")
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(resp.json["assignments"].as_array().map(Vec::len), Some(1));
+    // Above 100: clamped to 100.
+    let got = h.poll("w", 200).await;
+    assert_eq!(got.len(), 100);
+    assert!(
+        got.iter()
+            .all(|a| a["job_id"] == job.as_str() && a["attempt"] == 1)
+    );
+    let rest = h.poll("w", 100).await;
+    assert_eq!(rest.len(), 48);
+    // Nothing left: still an array.
+    let resp = h
+        .get("/v1/workers/w/assignments?max_tasks=5")
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(resp.json, json!({"assignments": []}));
+    let running = h
+        .get(&format!("/v1/jobs/{job}/tasks?status=Running&worker_id=w"))
+        .token(crate::harness::OP)
+        .send()
+        .await;
+    assert_eq!(running.json["total"], 150);
+}
