@@ -81,10 +81,16 @@ pub(crate) enum QueueKind {
 #[command(next_help_heading = "Store")]
 pub(crate) struct StoreArgs {
     /// Where state lives.
-    #[arg(long = "store", id = "store", env = "DAEF_STORE", value_enum, default_value = "memory")]
+    #[arg(
+        long = "store",
+        id = "store",
+        env = "DAEF_STORE",
+        value_enum,
+        default_value = "memory"
+    )]
     pub(crate) kind: StoreKind,
     /// Postgres connection string (required when DAEF_STORE=postgres).
-    #[arg(long, env = "DAEF_POSTGRES_DSN", hide_env_values = true)]
+    #[arg(long, global = true, env = "DAEF_POSTGRES_DSN", hide_env_values = true)]
     pub(crate) postgres_dsn: Option<String>,
 }
 
@@ -92,7 +98,13 @@ pub(crate) struct StoreArgs {
 #[command(next_help_heading = "Queue")]
 pub(crate) struct QueueArgs {
     /// How tasks are dispatched.
-    #[arg(long = "queue", id = "queue", env = "DAEF_QUEUE", value_enum, default_value = "memory")]
+    #[arg(
+        long = "queue",
+        id = "queue",
+        env = "DAEF_QUEUE",
+        value_enum,
+        default_value = "memory"
+    )]
     pub(crate) kind: QueueKind,
     /// Redis address (host:port).
     #[arg(long, env = "DAEF_REDIS_ADDR", default_value = "127.0.0.1:6379")]
@@ -101,8 +113,8 @@ pub(crate) struct QueueArgs {
     #[arg(long, env = "DAEF_REDIS_PASSWORD", hide_env_values = true)]
     pub(crate) redis_password: Option<String>,
     /// Redis database number.
-    #[arg(long, env = "DAEF_REDIS_DB", default_value_t = 0, value_parser = parse_with::<u32>("DAEF_REDIS_DB", "a database number"))]
-    pub(crate) redis_db: u32,
+    #[arg(long, env = "DAEF_REDIS_DB", default_value_t = 0, allow_hyphen_values = true, value_parser = parse_with::<u8>("DAEF_REDIS_DB", "a database number (0-255)"))]
+    pub(crate) redis_db: u8,
     /// Prefix of every Redis key.
     #[arg(long, env = "DAEF_REDIS_KEY", default_value = "daef:tasks")]
     pub(crate) redis_key: String,
@@ -154,10 +166,16 @@ pub(crate) enum LogFormat {
 #[command(next_help_heading = "Logging")]
 pub(crate) struct LogArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `daef_http=debug`).
-    #[arg(long, env = "DAEF_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "DAEF_LOG", default_value = "info")]
     pub(crate) log: String,
     /// Log line format.
-    #[arg(long, env = "DAEF_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "DAEF_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub(crate) log_format: LogFormat,
 }
 
@@ -166,11 +184,17 @@ fn parse_with<T: std::str::FromStr>(
     var: &'static str,
     expected: &'static str,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
-    move |raw: &str| raw.trim().parse::<T>().map_err(|_| format!("{var} must be {expected} (got {raw:?})"))
+    move |raw: &str| {
+        raw.trim()
+            .parse::<T>()
+            .map_err(|_| format!("{var} must be {expected} (got {raw:?})"))
+    }
 }
 
 /// A parser for integers that must be at least 1.
-fn positive(var: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+fn positive(
+    var: &'static str,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
     move |raw: &str| match raw.trim().parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{var} must be a positive integer (got {raw:?})")),
@@ -208,7 +232,14 @@ mod tests {
 
     #[test]
     fn gateway_port_overrides_only_the_port() {
-        let cli = Cli::try_parse_from(["daef-gateway", "--listen-addr", "0.0.0.0:9000", "--gateway-port", "9100"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "daef-gateway",
+            "--listen-addr",
+            "0.0.0.0:9000",
+            "--gateway-port",
+            "9100",
+        ])
+        .unwrap();
         assert_eq!(cli.http.listen().to_string(), "0.0.0.0:9100");
     }
 
@@ -218,20 +249,38 @@ mod tests {
             ("--lease-seconds", "0", "DAEF_LEASE_SECONDS"),
             ("--lease-seconds", "abc", "DAEF_LEASE_SECONDS"),
             ("--redis-db", "-1", "DAEF_REDIS_DB"),
-            ("--admin-requeue-max-batch", "x", "DAEF_ADMIN_REQUEUE_MAX_BATCH"),
+            (
+                "--admin-requeue-max-batch",
+                "x",
+                "DAEF_ADMIN_REQUEUE_MAX_BATCH",
+            ),
             ("--listen-addr", "nowhere", "DAEF_LISTEN_ADDR"),
             ("--reconcile-interval-ms", "0", "DAEF_RECONCILE_INTERVAL_MS"),
         ] {
-            let err = Cli::try_parse_from(["daef-gateway", flag, value]).unwrap_err().to_string();
+            let err = Cli::try_parse_from(["daef-gateway", flag, value])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(var), "{flag}={value}: {err}");
         }
-        let err = Cli::try_parse_from(["daef-gateway", "--store", "mysql"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["daef-gateway", "--store", "mysql"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("memory") && err.contains("postgres"), "{err}");
     }
 
     #[test]
+    fn migrate_takes_the_dsn_after_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["daef-gateway", "migrate", "--postgres-dsn", "postgres://x"])
+                .unwrap();
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        assert_eq!(cli.store.postgres_dsn.as_deref(), Some("postgres://x"));
+    }
+
+    #[test]
     fn negative_admin_limits_disable_them() {
-        let cli = Cli::try_parse_from(["daef-gateway", "--admin-requeue-rate-limit-per-min", "-1"]).unwrap();
+        let cli = Cli::try_parse_from(["daef-gateway", "--admin-requeue-rate-limit-per-min", "-1"])
+            .unwrap();
         assert_eq!(cli.admin.admin_requeue_rate_limit_per_min, -1);
     }
 
@@ -239,11 +288,27 @@ mod tests {
     fn help_lists_every_variable() {
         let help = Cli::command().render_long_help().to_string();
         for var in [
-            "DAEF_LISTEN_ADDR", "DAEF_GATEWAY_PORT", "DAEF_MAX_BODY_BYTES", "DAEF_API_TOKENS", "DAEF_STORE",
-            "DAEF_POSTGRES_DSN", "DAEF_QUEUE", "DAEF_REDIS_ADDR", "DAEF_REDIS_PASSWORD", "DAEF_REDIS_DB",
-            "DAEF_REDIS_KEY", "DAEF_REDIS_DEADLETTER_MAX", "DAEF_LEASE_SECONDS", "DAEF_RECONCILE_INTERVAL_MS",
-            "DAEF_ORPHAN_REQUEUE_SECONDS", "DAEF_ADMIN_REQUEUE_MAX_BATCH", "DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN",
-            "DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD", "DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN", "DAEF_LOG", "DAEF_LOG_FORMAT",
+            "DAEF_LISTEN_ADDR",
+            "DAEF_GATEWAY_PORT",
+            "DAEF_MAX_BODY_BYTES",
+            "DAEF_API_TOKENS",
+            "DAEF_STORE",
+            "DAEF_POSTGRES_DSN",
+            "DAEF_QUEUE",
+            "DAEF_REDIS_ADDR",
+            "DAEF_REDIS_PASSWORD",
+            "DAEF_REDIS_DB",
+            "DAEF_REDIS_KEY",
+            "DAEF_REDIS_DEADLETTER_MAX",
+            "DAEF_LEASE_SECONDS",
+            "DAEF_RECONCILE_INTERVAL_MS",
+            "DAEF_ORPHAN_REQUEUE_SECONDS",
+            "DAEF_ADMIN_REQUEUE_MAX_BATCH",
+            "DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN",
+            "DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD",
+            "DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN",
+            "DAEF_LOG",
+            "DAEF_LOG_FORMAT",
         ] {
             assert!(help.contains(var), "--help does not mention {var}");
         }

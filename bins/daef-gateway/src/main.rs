@@ -5,6 +5,7 @@
 mod cli;
 mod wiring;
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,23 @@ use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, LogFormat};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line with the whole cause chain; configuration mistakes need no backtrace.
+            eprintln!("daef-gateway: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Some(Command::Migrate) => runtime.block_on(wiring::migrate(&cli)),
         Some(Command::Serve) | None => runtime.block_on(serve(cli)),
@@ -28,8 +42,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log.log)
-        .with_context(|| format!("DAEF_LOG must be a log filter such as `info` (got {:?})", cli.log.log))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log.log).with_context(|| {
+        format!(
+            "DAEF_LOG must be a log filter such as `info` (got {:?})",
+            cli.log.log
+        )
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -45,7 +63,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let app = Arc::new(wiring::app(&cli).await?);
     let engine = app.engine().clone();
     let addr = cli.http.listen();
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (DAEF_LISTEN_ADDR / DAEF_GATEWAY_PORT)"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (DAEF_LISTEN_ADDR / DAEF_GATEWAY_PORT)")
+    })?;
     tracing::info!(
         addr = %listener.local_addr()?,
         store = engine.store().backend(),
@@ -54,7 +74,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reconciler = tokio::spawn(reconcile_loop(engine.clone(), Duration::from_millis(cli.engine.reconcile_interval_ms), stop_rx.clone()));
+    let reconciler = tokio::spawn(reconcile_loop(
+        engine.clone(),
+        Duration::from_millis(cli.engine.reconcile_interval_ms),
+        stop_rx.clone(),
+    ));
     let upkeep = tokio::spawn(metrics_upkeep(app.clone(), stop_rx));
 
     daef_http::serve(listener, app, shutdown_signal()).await;
@@ -66,7 +90,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs a reconcile pass every `interval` (DESIGN.md invariant 3). Safe in every replica at once:
 /// each pass is made of the store's atomic, row-skipping steps.
-async fn reconcile_loop(engine: daef_core::Engine, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn reconcile_loop(
+    engine: daef_core::Engine,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -20,6 +20,25 @@ pub mod rate;
 #[allow(clippy::unwrap_used)]
 pub mod store;
 
+/// What a backend factory hands a suite: the port, plus anything that must live exactly as long
+/// as it (a test schema, a key prefix to clean up), dropped after the behaviour ran.
+pub trait Fixture<P: ?Sized> {
+    /// The port under test.
+    fn port(&self) -> &std::sync::Arc<P>;
+}
+
+impl<P: ?Sized> Fixture<P> for std::sync::Arc<P> {
+    fn port(&self) -> &std::sync::Arc<P> {
+        self
+    }
+}
+
+impl<P: ?Sized, Guard> Fixture<P> for (std::sync::Arc<P>, Guard) {
+    fn port(&self) -> &std::sync::Arc<P> {
+        &self.0
+    }
+}
+
 /// What the suite macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {

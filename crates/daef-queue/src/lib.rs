@@ -16,3 +16,8 @@ mod rate;
 
 pub use memory::MemoryQueue;
 pub use rate::MemoryRateLimiter;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisQueue, RedisRateLimiter};

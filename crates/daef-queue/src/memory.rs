@@ -135,6 +135,9 @@ struct State {
     dead: VecDeque<TaskRef>,
     /// The members of `dead`, so it never holds a reference twice.
     dead_set: HashSet<TaskRef>,
+    /// Claims made so far; it prefixes receipts so claims that expire together return in the
+    /// order they were claimed.
+    claimed: u64,
 }
 
 /// The index of a priority's pending list (dispatch order).
@@ -164,7 +167,9 @@ impl State {
                 let Some(task) = self.pending[slot(priority)].pop_front() else {
                     break;
                 };
-                let receipt = uuid::Uuid::new_v4().to_string();
+                self.claimed += 1;
+                // Sequence first (ordering), random bits after (unguessable, unique per queue).
+                let receipt = format!("{:016x}-{}", self.claimed, uuid::Uuid::new_v4().simple());
                 self.visibility.insert((visible_at, receipt.clone()));
                 self.claims.insert(
                     receipt.clone(),

@@ -7,5 +7,9 @@
 //! the only place in the workspace that speaks SQL.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;

@@ -2,3 +2,5 @@
 //! integration-test binary).
 
 mod memory;
+mod postgres;
+mod redis;

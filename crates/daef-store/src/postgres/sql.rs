@@ -1,0 +1,465 @@
+//! Every statement the Postgres store runs, in one place: what each does, which lifecycle rule
+//! of `daef_core::transition` it expresses, and (in `docs/operations.md`) which index serves it.
+//!
+//! Parameters are numbered as the statement's comment lists them. Column lists are spelled out
+//! (never `SELECT *`) so a cached statement keeps its shape whatever later migrations add.
+
+/// The columns `rows::job` reads.
+macro_rules! job_columns {
+    () => {
+        "job_id, tenant, job_type, input, policy, priority, status, message, \
+         result_artifact_uri, sink_task_id, task_count, completed_tasks, dead_tasks, \
+         created_at, updated_at"
+    };
+}
+
+/// The columns `rows::task` reads.
+macro_rules! task_columns {
+    () => {
+        "job_id, task_id, task_type, inputs, dependencies, max_retries, timeout_sec, priority, \
+         status, attempt, attempt_limit, pending_dependencies, worker_id, lease_id, \
+         lease_expires_at, started_at, last_report_key, last_report_lease, \
+         output_artifact_uri, error, dead_lettered_at, redispatch_at, redispatch_count, \
+         created_at, updated_at"
+    };
+}
+
+/// The columns `rows::audit_event` reads.
+macro_rules! audit_columns {
+    () => {
+        "id, created_at, action, actor, tenant, remote_addr, resource, payload_hash, requested, \
+         result, details, prev_hash, event_hash"
+    };
+}
+
+/// See [`job_columns!`].
+pub(super) const JOB_COLUMNS: &str = job_columns!();
+/// See [`task_columns!`].
+pub(super) const TASK_COLUMNS: &str = task_columns!();
+/// See [`audit_columns!`].
+pub(super) const AUDIT_COLUMNS: &str = audit_columns!();
+
+// ---- jobs ----------------------------------------------------------------------------------
+
+/// `$1..$15`: the job's columns in [`JOB_COLUMNS`] order.
+pub(super) const INSERT_JOB: &str = concat!(
+    "INSERT INTO jobs (",
+    job_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+
+/// `$1` job, `$2` a JSON array of task objects (the columns below): the whole DAG in one
+/// statement.
+pub(super) const INSERT_TASKS: &str = "INSERT INTO tasks (job_id, task_id, task_type, inputs, \
+         dependencies, dependents, max_retries, timeout_sec, priority, status, attempt, \
+         attempt_limit, pending_dependencies, worker_id, lease_id, lease_expires_at, started_at, \
+         last_report_key, last_report_lease, output_artifact_uri, error, dead_lettered_at, \
+         redispatch_at, redispatch_count, created_at, updated_at) \
+     SELECT $1, t.task_id, t.task_type, t.inputs, t.dependencies, t.dependents, t.max_retries, \
+         t.timeout_sec, t.priority, t.status, t.attempt, t.attempt_limit, \
+         t.pending_dependencies, t.worker_id, t.lease_id, t.lease_expires_at, t.started_at, \
+         t.last_report_key, t.last_report_lease, t.output_artifact_uri, t.error, \
+         t.dead_lettered_at, t.redispatch_at, t.redispatch_count, t.created_at, t.updated_at \
+     FROM jsonb_to_recordset($2::jsonb) AS t(task_id TEXT, task_type TEXT, inputs JSONB, \
+         dependencies TEXT[], dependents TEXT[], max_retries INTEGER, timeout_sec INTEGER, \
+         priority TEXT, status TEXT, attempt INTEGER, attempt_limit INTEGER, \
+         pending_dependencies INTEGER, worker_id TEXT, lease_id TEXT, \
+         lease_expires_at TIMESTAMPTZ, started_at TIMESTAMPTZ, last_report_key TEXT, \
+         last_report_lease TEXT, output_artifact_uri TEXT, error TEXT, \
+         dead_lettered_at TIMESTAMPTZ, redispatch_at TIMESTAMPTZ, redispatch_count INTEGER, \
+         created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)";
+
+/// `$1` job.
+pub(super) const SELECT_JOB: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE job_id = $1");
+
+/// `$1` job: locks it for a change, before any of its task rows (the lock order).
+pub(super) const LOCK_JOB: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE job_id = $1 FOR NO KEY UPDATE"
+);
+
+/// `$1` job.
+pub(super) const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE job_id = $1";
+
+/// `list_jobs`, newest first: (count statement, page statement). The filter parameters come
+/// first (`status`, then `tenants` as a text array, each only when filtered on), then limit and
+/// offset.
+pub(super) fn list_jobs(status: bool, tenants: bool) -> (String, String) {
+    let mut filters = Vec::new();
+    if status {
+        filters.push(format!("status = ${}", filters.len() + 1));
+    }
+    if tenants {
+        filters.push(format!("tenant = ANY(${})", filters.len() + 1));
+    }
+    let filter = where_clause(&filters);
+    let n = filters.len();
+    (
+        format!("SELECT count(*) AS n FROM jobs{filter}"),
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs{filter} ORDER BY job_id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ),
+    )
+}
+
+/// `$1` job, `$2` now: the first assignment starts the job.
+pub(super) const START_JOB: &str = "UPDATE jobs SET status = 'Running', updated_at = $2 \
+     WHERE job_id = $1 AND status = 'Queued'";
+
+/// `$1` job: keeps the job's status from changing until commit without serializing the
+/// assigners of one job (they all take this share lock).
+pub(super) const SHARE_JOB: &str = "SELECT status FROM jobs WHERE job_id = $1 FOR SHARE";
+
+/// `$1` job, `$2` now: `job_task_completed`; the last task completes the job with the sink
+/// task's output as its result.
+pub(super) const JOB_TASK_COMPLETED: &str = "UPDATE jobs SET \
+         completed_tasks = completed_tasks + 1, updated_at = $2, \
+         status = CASE WHEN completed_tasks + 1 >= task_count THEN 'Completed' ELSE status END, \
+         message = CASE WHEN completed_tasks + 1 >= task_count THEN NULL ELSE message END, \
+         result_artifact_uri = CASE WHEN completed_tasks + 1 >= task_count \
+             THEN (SELECT s.output_artifact_uri FROM tasks s \
+                   WHERE s.job_id = jobs.job_id AND s.task_id = jobs.sink_task_id) \
+             ELSE result_artifact_uri END \
+     WHERE job_id = $1 RETURNING status";
+
+/// `$1` job, `$2` message, `$3` now: `job_task_dead_lettered`.
+pub(super) const JOB_DEAD_LETTERED: &str = "UPDATE jobs SET dead_tasks = dead_tasks + 1, \
+     status = 'Failed', message = $2, updated_at = $3 WHERE job_id = $1";
+
+/// `$1` job, `$2` message, `$3` now: `cancel_job` of an unfinished job.
+pub(super) const CANCEL_JOB: &str = "UPDATE jobs SET status = 'Canceled', message = $2, \
+     updated_at = $3 WHERE job_id = $1 AND status IN ('Queued', 'Running')";
+
+/// `$1` job ids: locks the jobs of a dead-letter requeue, in id order.
+pub(super) const LOCK_JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE job_id = ANY($1) ORDER BY job_id FOR NO KEY UPDATE"
+);
+
+/// `$1` job, `$2` how many of its dead tasks were requeued, `$3` now: `job_task_requeued`;
+/// with no dead task left a failed job runs again.
+pub(super) const JOB_TASKS_REQUEUED: &str = "UPDATE jobs SET \
+         dead_tasks = GREATEST(dead_tasks - $2, 0), updated_at = $3, \
+         status = CASE WHEN dead_tasks - $2 <= 0 AND status = 'Failed' \
+             THEN 'Running' ELSE status END, \
+         message = CASE WHEN dead_tasks - $2 <= 0 AND status = 'Failed' \
+             THEN NULL ELSE message END \
+     WHERE job_id = $1";
+
+// ---- tasks ---------------------------------------------------------------------------------
+
+/// `list_tasks`, by task id: (count statement, page statement). `$1` job, then `status` and
+/// `worker_id` when filtered on, then limit (NULL for all) and offset.
+pub(super) fn list_tasks(status: bool, worker: bool) -> (String, String) {
+    let mut filters = vec!["job_id = $1".to_owned()];
+    if status {
+        filters.push(format!("status = ${}", filters.len() + 1));
+    }
+    if worker {
+        filters.push(format!("worker_id = ${}", filters.len() + 1));
+    }
+    let filter = where_clause(&filters);
+    let n = filters.len();
+    (
+        format!("SELECT count(*) AS n FROM tasks{filter}"),
+        format!(
+            "SELECT {TASK_COLUMNS} FROM tasks{filter} ORDER BY task_id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ),
+    )
+}
+
+/// `$1` job, `$2` task: locks one task (its job row is locked first).
+pub(super) const LOCK_TASK: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE job_id = $1 AND task_id = $2 FOR UPDATE"
+);
+
+/// `$1` job, `$2` task, `$3` worker, `$4` nonce, `$5` now, `$6` now + lease: `assign`, a new
+/// attempt under a new lease (`lease-<attempt>-<nonce>`) that ends at the lease or the
+/// attempt's timeout, whichever is first.
+pub(super) const ASSIGN_TASK: &str = "UPDATE tasks SET status = 'Running', \
+         attempt = attempt + 1, worker_id = $3, \
+         lease_id = 'lease-' || (attempt + 1)::text || '-' || $4::text, \
+         started_at = $5, \
+         lease_expires_at = LEAST($6::timestamptz, \
+             $5::timestamptz + timeout_sec * interval '1 second'), \
+         redispatch_at = NULL, redispatch_count = 0, updated_at = $5 \
+     WHERE job_id = $1 AND task_id = $2 AND status = 'Queued' AND pending_dependencies = 0 \
+     RETURNING task_type, inputs, attempt, lease_id, lease_expires_at";
+
+/// `$1` job, `$2` task, `$3` output, `$4` idempotency key, `$5` lease, `$6` now: `complete`.
+pub(super) const COMPLETE_TASK: &str = "UPDATE tasks SET status = 'Completed', \
+         output_artifact_uri = $3, error = NULL, last_report_key = $4, last_report_lease = $5, \
+         lease_expires_at = NULL, redispatch_at = NULL, updated_at = $6 \
+     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $5 \
+     RETURNING dependents";
+
+/// `$1` job, `$2` dependent task ids, `$3` now, `$4` job dispatching, `$5` now + orphan delay:
+/// `dependency_completed` for each; `ready` marks those that became dispatchable.
+pub(super) const DEPENDENCY_COMPLETED: &str = "WITH d AS ( \
+         SELECT job_id, task_id FROM tasks WHERE job_id = $1 AND task_id = ANY($2) \
+         ORDER BY task_id FOR UPDATE) \
+     UPDATE tasks t SET \
+         pending_dependencies = GREATEST(t.pending_dependencies - 1, 0), \
+         updated_at = CASE WHEN t.status = 'Queued' AND t.pending_dependencies <= 1 \
+             THEN $3::timestamptz ELSE t.updated_at END, \
+         redispatch_at = CASE WHEN $4::boolean AND t.status = 'Queued' \
+             AND t.pending_dependencies <= 1 THEN $5::timestamptz ELSE t.redispatch_at END, \
+         redispatch_count = CASE WHEN $4::boolean AND t.status = 'Queued' \
+             AND t.pending_dependencies <= 1 THEN 0 ELSE t.redispatch_count END \
+     FROM d WHERE t.job_id = d.job_id AND t.task_id = d.task_id \
+     RETURNING t.job_id, t.task_id, t.priority, \
+         ($4::boolean AND t.status = 'Queued' AND t.pending_dependencies = 0) AS ready";
+
+/// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` now + orphan delay,
+/// `$7` lease, `$8` idempotency key: `fail_attempt` for a reported failure. Back to `Queued`
+/// while attempts remain (dispatchable at once when the job is dispatching), else `Failed` and
+/// dead-lettered.
+pub(super) const FAIL_REPORTED: &str = "UPDATE tasks SET \
+         error = $3, last_report_key = $8, last_report_lease = $7, \
+         lease_expires_at = NULL, updated_at = $4::timestamptz, \
+         status = CASE WHEN attempt < attempt_limit THEN 'Queued' ELSE 'Failed' END, \
+         dead_lettered_at = CASE WHEN attempt < attempt_limit \
+             THEN dead_lettered_at ELSE $4::timestamptz END, \
+         redispatch_at = CASE WHEN attempt < attempt_limit AND $5::boolean \
+             THEN $6::timestamptz ELSE NULL END, \
+         redispatch_count = CASE WHEN attempt < attempt_limit AND $5::boolean \
+             THEN 0 ELSE redispatch_count END \
+     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
+     RETURNING status, attempt";
+
+/// [`FAIL_REPORTED`] for a lapsed lease (`$1`–`$7` alike): no report to remember, and only
+/// while the lease is the one seen and still lapsed.
+pub(super) const FAIL_EXPIRED: &str = "UPDATE tasks SET \
+         error = $3, lease_expires_at = NULL, updated_at = $4::timestamptz, \
+         status = CASE WHEN attempt < attempt_limit THEN 'Queued' ELSE 'Failed' END, \
+         dead_lettered_at = CASE WHEN attempt < attempt_limit \
+             THEN dead_lettered_at ELSE $4::timestamptz END, \
+         redispatch_at = CASE WHEN attempt < attempt_limit AND $5::boolean \
+             THEN $6::timestamptz ELSE NULL END, \
+         redispatch_count = CASE WHEN attempt < attempt_limit AND $5::boolean \
+             THEN 0 ELSE redispatch_count END \
+     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
+       AND lease_expires_at <= $4::timestamptz \
+     RETURNING status, attempt";
+
+/// `$1` job: a failed job dispatches nothing, so its waiting tasks stop being re-enqueued.
+pub(super) const PAUSE_DISPATCH: &str = "WITH waiting AS ( \
+         SELECT job_id, task_id FROM tasks WHERE job_id = $1 AND redispatch_at IS NOT NULL \
+         ORDER BY task_id FOR UPDATE) \
+     UPDATE tasks t SET redispatch_at = NULL FROM waiting \
+     WHERE t.job_id = waiting.job_id AND t.task_id = waiting.task_id";
+
+/// `$1` job, `$2` now: `cancel_task` for every unfinished task of a canceled job.
+pub(super) const CANCEL_TASKS: &str = "WITH open AS ( \
+         SELECT job_id, task_id FROM tasks \
+         WHERE job_id = $1 AND status IN ('Queued', 'Running') \
+         ORDER BY task_id FOR UPDATE) \
+     UPDATE tasks t SET status = 'Canceled', lease_expires_at = NULL, redispatch_at = NULL, \
+         updated_at = $2 \
+     FROM open WHERE t.job_id = open.job_id AND t.task_id = open.task_id";
+
+/// `$1` worker, `$2` now, `$3` now + lease: `extend_lease` for the worker's running tasks
+/// whose lease is still live, never past the attempt's timeout, never shortened.
+pub(super) const EXTEND_LEASES: &str = "WITH live AS ( \
+         SELECT job_id, task_id FROM tasks \
+         WHERE worker_id = $1 AND status = 'Running' AND started_at IS NOT NULL \
+           AND lease_expires_at > $2 \
+         ORDER BY job_id, task_id FOR UPDATE) \
+     UPDATE tasks t SET lease_expires_at = GREATEST(t.lease_expires_at, \
+         LEAST($3::timestamptz, t.started_at + t.timeout_sec * interval '1 second')) \
+     FROM live WHERE t.job_id = live.job_id AND t.task_id = live.task_id";
+
+/// `$1` now, `$2` limit: the jobs of the oldest lapsed leases, locked, skipping those another
+/// transaction holds (another replica's reconciler, or a reporter: the next pass gets them).
+/// `= ANY(ARRAY(…))` rather than `IN (…)`: the ids become one array looked up through the
+/// primary key, where `IN` may be planned as a hash join over every job.
+pub(super) const LOCK_JOBS_WITH_LAPSED_LEASES: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE job_id = ANY(ARRAY( \
+         SELECT job_id FROM tasks WHERE status = 'Running' AND lease_expires_at <= $1 \
+         ORDER BY lease_expires_at, job_id, task_id LIMIT $2)) \
+     ORDER BY job_id FOR NO KEY UPDATE SKIP LOCKED"
+);
+
+/// `$1` job ids (locked), `$2` now, `$3` limit: their lapsed running tasks, oldest deadline
+/// first, locked.
+pub(super) const LOCK_LAPSED_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks \
+     WHERE job_id = ANY($1) AND status = 'Running' AND lease_expires_at <= $2 \
+     ORDER BY lease_expires_at, job_id, task_id LIMIT $3 FOR UPDATE SKIP LOCKED"
+);
+
+/// `$1` now, `$2` limit, `$3` orphan delay in microseconds: `redispatched` for the dispatchable
+/// tasks whose re-dispatch time passed (skipping those another replica holds); the next time
+/// backs off by 2^min(count, 5).
+pub(super) const TAKE_ORPHANS: &str = "WITH due AS ( \
+         SELECT job_id, task_id, redispatch_at AS due_at FROM tasks \
+         WHERE status = 'Queued' AND pending_dependencies = 0 \
+           AND redispatch_at IS NOT NULL AND redispatch_at <= $1 \
+         ORDER BY redispatch_at, job_id, task_id LIMIT $2 \
+         FOR UPDATE SKIP LOCKED) \
+     UPDATE tasks t SET \
+         redispatch_count = LEAST(t.redispatch_count, 2147483646) + 1, \
+         redispatch_at = $1::timestamptz + ($3::bigint \
+             * (1 << LEAST(LEAST(t.redispatch_count, 2147483646) + 1, 5))) \
+             * interval '1 microsecond' \
+     FROM due WHERE t.job_id = due.job_id AND t.task_id = due.task_id \
+     RETURNING t.job_id, t.task_id, t.priority, due.due_at";
+
+/// `$1` limit: the oldest dead letters.
+pub(super) const DEAD_LETTERS: &str = "SELECT t.job_id, t.task_id, j.tenant, t.attempt, \
+         t.error, t.dead_lettered_at \
+     FROM tasks t JOIN jobs j ON j.job_id = t.job_id \
+     WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
+     ORDER BY t.dead_lettered_at, t.job_id, t.task_id LIMIT $1";
+
+/// The dead-letter queue's length.
+pub(super) const COUNT_DEAD_LETTERS: &str = "SELECT count(*) AS n FROM tasks \
+     WHERE status = 'Failed' AND dead_lettered_at IS NOT NULL";
+
+/// `$1` job ids, `$2` task ids (pairwise): how many of the listed tasks are dead letters.
+pub(super) const COUNT_DEAD_AMONG: &str = "SELECT count(*) AS n \
+     FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id) \
+     JOIN tasks t ON t.job_id = l.job_id AND t.task_id = l.task_id \
+     WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL";
+
+/// `$1` job ids, `$2` task ids (pairwise), `$3` now: `requeue_dead` for the listed dead letters,
+/// a fresh attempt budget each.
+pub(super) const REQUEUE_DEAD: &str = "WITH listed AS ( \
+         SELECT DISTINCT job_id, task_id \
+         FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id)), \
+     dead AS ( \
+         SELECT t.job_id, t.task_id FROM tasks t \
+         JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
+         WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
+         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
+     UPDATE tasks t SET status = 'Queued', dead_lettered_at = NULL, \
+         attempt_limit = t.attempt + t.max_retries + 1, lease_expires_at = NULL, \
+         updated_at = $3 \
+     FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
+     RETURNING t.job_id, t.task_id";
+
+/// `$1` job ids, `$2` now + orphan delay: every dispatchable task of jobs that run again is
+/// dispatchable now (`mark_dispatchable`).
+pub(super) const REDISPATCH_READY: &str = "WITH ready AS ( \
+         SELECT job_id, task_id FROM tasks \
+         WHERE job_id = ANY($1) AND status = 'Queued' AND pending_dependencies = 0 \
+         ORDER BY job_id, task_id FOR UPDATE) \
+     UPDATE tasks t SET redispatch_at = $2, redispatch_count = 0 \
+     FROM ready WHERE t.job_id = ready.job_id AND t.task_id = ready.task_id \
+     RETURNING t.job_id, t.task_id, t.priority";
+
+// ---- workers -------------------------------------------------------------------------------
+
+/// `$1` worker, `$2` capabilities, `$3` now: registers, or updates a registered worker.
+pub(super) const REGISTER_WORKER: &str = "INSERT INTO workers \
+         (worker_id, capabilities, stats, registered_at, last_heartbeat) \
+     VALUES ($1, $2, '{}', $3, $3) \
+     ON CONFLICT (worker_id) DO UPDATE \
+     SET capabilities = EXCLUDED.capabilities, last_heartbeat = EXCLUDED.last_heartbeat";
+
+/// `$1` worker.
+pub(super) const WORKER_EXISTS: &str = "SELECT 1 FROM workers WHERE worker_id = $1";
+
+/// `$1` worker, `$2` stats, `$3` now.
+pub(super) const WORKER_HEARTBEAT: &str =
+    "UPDATE workers SET stats = $2, last_heartbeat = $3 WHERE worker_id = $1";
+
+// ---- audit ---------------------------------------------------------------------------------
+
+/// Locks the chain head: appends queue up here, so the chain never forks.
+pub(super) const LOCK_CHAIN_HEAD: &str =
+    "SELECT last_id, last_hash FROM audit_chain_head WHERE singleton FOR UPDATE";
+
+/// `$1`–`$13`: the event's columns in [`AUDIT_COLUMNS`] order.
+pub(super) const INSERT_AUDIT_EVENT: &str = concat!(
+    "INSERT INTO audit_events (",
+    audit_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
+/// `$1` id, `$2` hash of the event just appended.
+pub(super) const ADVANCE_CHAIN_HEAD: &str =
+    "UPDATE audit_chain_head SET last_id = $1, last_hash = $2 WHERE singleton";
+
+/// Exact-match audit filters, in parameter order.
+pub(super) const AUDIT_FILTERS: [&str; 4] = ["action", "actor", "tenant", "result"];
+
+/// `list_audit`, newest first. `filters` says which of [`AUDIT_FILTERS`] are set, then `from`
+/// and `to`; their parameters come in that order, then limit and offset.
+pub(super) fn list_audit(filters: [bool; 4], from: bool, to: bool) -> String {
+    let mut clauses = Vec::new();
+    for (column, set) in AUDIT_FILTERS.iter().zip(filters) {
+        if set {
+            clauses.push(format!("{column} = ${}", clauses.len() + 1));
+        }
+    }
+    if from {
+        clauses.push(format!("created_at >= ${}", clauses.len() + 1));
+    }
+    if to {
+        clauses.push(format!("created_at <= ${}", clauses.len() + 1));
+    }
+    let n = clauses.len();
+    format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_events{} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+        where_clause(&clauses),
+        n + 1,
+        n + 2
+    )
+}
+
+/// `$1` after id, `$2` limit: the chain in id order, for verification.
+pub(super) const AUDIT_CHAIN: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2"
+);
+
+fn where_clause(filters: &[String]) -> String {
+    if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_statements_number_their_parameters_in_order() {
+        assert_eq!(
+            list_jobs(true, true).1,
+            format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND tenant = ANY($2) \
+                 ORDER BY job_id DESC LIMIT $3 OFFSET $4"
+            )
+        );
+        assert_eq!(list_jobs(false, false).0, "SELECT count(*) AS n FROM jobs");
+        assert_eq!(
+            list_tasks(false, true).0,
+            "SELECT count(*) AS n FROM tasks WHERE job_id = $1 AND worker_id = $2"
+        );
+        assert_eq!(
+            list_audit([false, true, false, true], false, true),
+            format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE actor = $1 AND result = $2 \
+                 AND created_at <= $3 ORDER BY id DESC LIMIT $4 OFFSET $5"
+            )
+        );
+    }
+}

@@ -1,0 +1,957 @@
+//! [`Store`] for [`PostgresStore`].
+//!
+//! Each state-changing method is one transaction. Decisions that depend only on the rows it has
+//! locked (may this report apply? what does this failure say?) are taken by the pure functions
+//! of `daef_core::transition`, so both stores word and order them identically; every write is a
+//! conditional `UPDATE … WHERE <expected state> … RETURNING` whose arithmetic runs in SQL.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use daef_core::audit::{AuditDraft, AuditEvent};
+use daef_core::model::{
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef,
+    WorkerCapabilities, WorkerStats,
+};
+use daef_core::ports::{
+    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportEffects, ReportOutcome,
+    RequeueOutcome, Store, TaskQuery,
+};
+use daef_core::transition::{
+    self, AttemptOutcome, CancelOutcome, FailureCause, ReportCheck, Timing,
+};
+use daef_core::{Error, Resource, Result, Timestamp};
+use deadpool_postgres::{Client, GenericClient};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{IsolationLevel, Row};
+
+use super::rows;
+use super::sql;
+use super::{BACKEND, PostgresStore, db_error, is_transient};
+
+/// How often a transaction Postgres aborted (deadlock victim, serialization failure) is run again.
+const MAX_TX_RETRIES: u32 = 5;
+
+/// Why a transaction body stopped: a driver error (maybe worth a retry) or a domain outcome.
+enum Failure {
+    Db(tokio_postgres::Error),
+    Domain(Error),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Failure::Db(err)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Domain(err)
+    }
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Db(err) => db_error(err),
+            Failure::Domain(err) => err,
+        }
+    }
+}
+
+type TxResult<T> = std::result::Result<T, Failure>;
+
+/// Runs `$op` (an expression using the pooled connection `$client`) and, when Postgres aborted
+/// it to break a deadlock or a serialization conflict, runs it again from the start.
+macro_rules! with_retry {
+    ($store:expr, $client:ident => $op:expr) => {{
+        let mut retries = 0u32;
+        loop {
+            #[allow(unused_mut)]
+            let mut $client = $store.client().await?;
+            match $op.await {
+                Ok(value) => break Ok(value),
+                Err(Failure::Db(err)) if retries < MAX_TX_RETRIES && is_transient(&err) => {
+                    retries += 1;
+                    tracing::debug!(retries, error = %err, "transaction aborted by postgres; retrying");
+                }
+                Err(failure) => break Err(failure.into_error()),
+            }
+        }
+    }};
+}
+
+async fn query<C: GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(statement).await?;
+    client.query(&statement, params).await
+}
+
+async fn query_opt<C: GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(statement).await?;
+    client.query_opt(&statement, params).await
+}
+
+async fn query_one<C: GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, tokio_postgres::Error> {
+    let statement = client.prepare_cached(statement).await?;
+    client.query_one(&statement, params).await
+}
+
+async fn execute<C: GenericClient>(
+    client: &C,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare_cached(statement).await?;
+    client.execute(&statement, params).await
+}
+
+/// A count or limit as a Postgres `INTEGER`.
+fn int(value: u32, what: &str) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::invalid(format!("{what} is too large: {value}")))
+}
+
+/// A count, limit or offset as a Postgres `BIGINT` (saturating: no query can use more).
+fn bigint(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A duration as whole microseconds, the precision of `timestamptz`.
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn count(row: &Row) -> Result<u64> {
+    let n: i64 = rows::get(row, "n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The outcome of a failure update's `RETURNING status`.
+fn attempt_outcome(row: &Row) -> Result<AttemptOutcome> {
+    let status: &str = rows::get(row, "status")?;
+    Ok(if status == "Failed" {
+        AttemptOutcome::DeadLettered
+    } else {
+        AttemptOutcome::Retry
+    })
+}
+
+/// Records a dead-lettered task on its (locked) job and pauses the job's dispatch. `job`
+/// mirrors the locked row and changes the same way.
+async fn dead_lettered<C: GenericClient>(
+    tx: &C,
+    job: &mut Job,
+    task: &Task,
+    now: Timestamp,
+) -> TxResult<()> {
+    transition::job_task_dead_lettered(job, task, now);
+    let at = now.datetime();
+    execute(
+        tx,
+        sql::JOB_DEAD_LETTERED,
+        &[&job.job_id.as_str(), &job.message, &at],
+    )
+    .await?;
+    execute(tx, sql::PAUSE_DISPATCH, &[&job.job_id.as_str()]).await?;
+    Ok(())
+}
+
+/// A task as one object of [`sql::INSERT_TASKS`]'s JSON array.
+fn task_json(task: &Task, dependents: &[&str]) -> serde_json::Value {
+    let ts = |t: Option<Timestamp>| t.map(|t| t.to_string());
+    serde_json::json!({
+        "task_id": task.task_id,
+        "task_type": task.task_type,
+        "inputs": task.inputs,
+        "dependencies": task.dependencies,
+        "dependents": dependents,
+        "max_retries": task.max_retries,
+        "timeout_sec": task.timeout_sec,
+        "priority": task.priority.as_str(),
+        "status": task.status.as_str(),
+        "attempt": task.attempt,
+        "attempt_limit": task.attempt_limit,
+        "pending_dependencies": task.pending_dependencies,
+        "worker_id": task.worker_id,
+        "lease_id": task.lease_id,
+        "lease_expires_at": ts(task.lease_expires),
+        "started_at": ts(task.started_at),
+        "last_report_key": task.last_report_key,
+        "last_report_lease": task.last_report_lease,
+        "output_artifact_uri": task.output_artifact_uri,
+        "error": task.error,
+        "dead_lettered_at": ts(task.dead_lettered_at),
+        "redispatch_at": ts(task.redispatch_at),
+        "redispatch_count": task.redispatch_count,
+        "created_at": task.created_at.to_string(),
+        "updated_at": task.updated_at.to_string(),
+    })
+}
+
+fn read_only(client: &mut Client) -> deadpool_postgres::TransactionBuilder<'_> {
+    // One snapshot, so a page and its total agree.
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+}
+
+impl PostgresStore {
+    async fn insert_job_tx(client: &mut Client, job: &Job, tasks: &[Task]) -> TxResult<()> {
+        let task_count = int(job.task_count, "task_count")?;
+        let completed_tasks = int(job.completed_tasks, "completed_tasks")?;
+        let dead_tasks = int(job.dead_tasks, "dead_tasks")?;
+        let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+        for task in tasks {
+            for dep in &task.dependencies {
+                dependents
+                    .entry(dep.as_str())
+                    .or_default()
+                    .push(task.task_id.as_str());
+            }
+        }
+        let task_rows = serde_json::Value::Array(
+            tasks
+                .iter()
+                .map(|t| {
+                    let deps = dependents.get(t.task_id.as_str());
+                    task_json(t, deps.map_or(&[], Vec::as_slice))
+                })
+                .collect(),
+        );
+
+        let tx = client.transaction().await?;
+        let inserted = execute(
+            &tx,
+            sql::INSERT_JOB,
+            &[
+                &job.job_id.as_str(),
+                &job.tenant,
+                &job.job_type,
+                &job.input,
+                &job.policy,
+                &job.priority.as_str(),
+                &job.status.as_str(),
+                &job.message,
+                &job.result_artifact_uri,
+                &job.sink_task_id,
+                &task_count,
+                &completed_tasks,
+                &dead_tasks,
+                &job.created_at.datetime(),
+                &job.updated_at.datetime(),
+            ],
+        )
+        .await;
+        match inserted {
+            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(Error::conflict(format!("job {} already exists", job.job_id)).into());
+            }
+            other => other?,
+        };
+        if !tasks.is_empty() {
+            execute(&tx, sql::INSERT_TASKS, &[&job.job_id.as_str(), &task_rows]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_jobs_tx(client: &mut Client, filter: &JobQuery) -> TxResult<Page<Job>> {
+        let status = filter.status.map(JobStatus::as_str);
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(status) = &status {
+            params.push(status);
+        }
+        if let Some(tenants) = &filter.tenants {
+            params.push(tenants);
+        }
+        let (count_sql, page_sql) = sql::list_jobs(status.is_some(), filter.tenants.is_some());
+        let limit = bigint(filter.limit);
+        let offset = bigint(filter.offset);
+        let tx = read_only(client).start().await?;
+        let total = count(&query_one(&tx, &count_sql, &params).await?)?;
+        params.push(&limit);
+        params.push(&offset);
+        let items = query(&tx, &page_sql, &params)
+            .await?
+            .iter()
+            .map(rows::job)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Page { total, items })
+    }
+
+    async fn list_tasks_tx(
+        client: &mut Client,
+        job_id: &JobId,
+        filter: &TaskQuery,
+    ) -> TxResult<Option<Page<Task>>> {
+        let job = job_id.as_str();
+        let status = filter.status.map(|s| s.as_str());
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job];
+        if let Some(status) = &status {
+            params.push(status);
+        }
+        if let Some(worker) = &filter.worker_id {
+            params.push(worker);
+        }
+        let (count_sql, page_sql) = sql::list_tasks(status.is_some(), filter.worker_id.is_some());
+        let limit = filter.limit.map(bigint);
+        let offset = bigint(filter.offset);
+        let tx = read_only(client).start().await?;
+        if query_opt(&tx, sql::JOB_EXISTS, &[&job]).await?.is_none() {
+            return Ok(None);
+        }
+        let total = count(&query_one(&tx, &count_sql, &params).await?)?;
+        params.push(&limit);
+        params.push(&offset);
+        let items = query(&tx, &page_sql, &params)
+            .await?
+            .iter()
+            .map(rows::task)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Some(Page { total, items }))
+    }
+
+    async fn heartbeat_tx(
+        client: &mut Client,
+        worker_id: &str,
+        stats: &serde_json::Value,
+        now: Timestamp,
+        timing: Timing,
+    ) -> TxResult<Option<u32>> {
+        let at = now.datetime();
+        let lease_end = now.plus(timing.lease).datetime();
+        let tx = client.transaction().await?;
+        if execute(&tx, sql::WORKER_HEARTBEAT, &[&worker_id, stats, &at]).await? == 0 {
+            return Ok(None);
+        }
+        let extended = execute(&tx, sql::EXTEND_LEASES, &[&worker_id, &at, &lease_end]).await?;
+        tx.commit().await?;
+        Ok(Some(u32::try_from(extended).unwrap_or(u32::MAX)))
+    }
+
+    async fn assign_tx(
+        client: &mut Client,
+        task: &TaskRef,
+        worker_id: &str,
+        nonce: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> TxResult<Option<Assignment>> {
+        let job_id = task.job_id.as_str();
+        let at = now.datetime();
+        let lease_end = now.plus(timing.lease).datetime();
+        let tx = client.transaction().await?;
+        // Before the share lock: two assigners upgrading a share lock they both hold would
+        // deadlock. Rolled back (by returning without commit) when nothing is assigned.
+        execute(&tx, sql::START_JOB, &[&job_id, &at]).await?;
+        let Some(job) = query_opt(&tx, sql::SHARE_JOB, &[&job_id]).await? else {
+            return Ok(None);
+        };
+        let status: JobStatus = rows::get_parsed(&job, "status")?;
+        if !matches!(status, JobStatus::Queued | JobStatus::Running) {
+            return Ok(None);
+        }
+        let Some(row) = query_opt(
+            &tx,
+            sql::ASSIGN_TASK,
+            &[&job_id, &task.task_id, &worker_id, &nonce, &at, &lease_end],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let assignment = Assignment {
+            job_id: task.job_id.clone(),
+            task_id: task.task_id.clone(),
+            task_type: rows::get(&row, "task_type")?,
+            inputs: rows::inputs(&row)?,
+            attempt: rows::get_u32(&row, "attempt")?,
+            lease_id: rows::get(&row, "lease_id")?,
+            lease_expires: rows::get_ts(&row, "lease_expires_at")?,
+        };
+        tx.commit().await?;
+        Ok(Some(assignment))
+    }
+
+    async fn report_tx(
+        client: &mut Client,
+        report: &Report,
+        now: Timestamp,
+        timing: Timing,
+    ) -> TxResult<ReportOutcome> {
+        let job_id = report.task.job_id.as_str();
+        let task_id = report.task.task_id.as_str();
+        let at = now.datetime();
+        let redispatch_at = now.plus(timing.orphan_after).datetime();
+        let tx = client.transaction().await?;
+        let Some(job_row) = query_opt(&tx, sql::LOCK_JOB, &[&job_id]).await? else {
+            return Err(Error::NotFound(Resource::Job).into());
+        };
+        let mut job = rows::job(&job_row)?;
+        let Some(task_row) = query_opt(&tx, sql::LOCK_TASK, &[&job_id, &task_id]).await? else {
+            return Err(Error::NotFound(Resource::Task).into());
+        };
+        let task = rows::task(&task_row)?;
+        match transition::check_report(&job, &task, report) {
+            ReportCheck::Apply => {}
+            ReportCheck::JobCanceled => return Ok(ReportOutcome::JobCanceled),
+            ReportCheck::Duplicate => return Ok(ReportOutcome::Duplicate),
+            ReportCheck::NotRunning => return Ok(ReportOutcome::NotRunning),
+            ReportCheck::StaleLease => return Ok(ReportOutcome::StaleLease),
+        }
+        let dispatching = transition::job_is_dispatching(&job);
+        // Both rows are locked and the check passed, so the conditional updates below match.
+        let lost = || {
+            Failure::Domain(Error::backend(
+                BACKEND,
+                format!("task {} changed while locked", report.task),
+            ))
+        };
+        let effects = match report.status {
+            ReportStatus::Completed => {
+                let Some(done) = query_opt(
+                    &tx,
+                    sql::COMPLETE_TASK,
+                    &[
+                        &job_id,
+                        &task_id,
+                        &report.output_artifact_uri,
+                        &report.idempotency_key,
+                        &report.lease_id,
+                        &at,
+                    ],
+                )
+                .await?
+                else {
+                    return Err(lost());
+                };
+                let dependents: Vec<String> = rows::get(&done, "dependents")?;
+                let mut enqueue = Vec::new();
+                if !dependents.is_empty() {
+                    let updated = query(
+                        &tx,
+                        sql::DEPENDENCY_COMPLETED,
+                        &[&job_id, &dependents, &at, &dispatching, &redispatch_at],
+                    )
+                    .await?;
+                    for row in &updated {
+                        if rows::get::<bool>(row, "ready")? {
+                            enqueue.push(rows::dispatch(row)?);
+                        }
+                    }
+                    // In the order the job declared them, as the memory store does.
+                    enqueue.sort_by_key(|(r, _)| dependents.iter().position(|d| *d == r.task_id));
+                }
+                let job_row = query_one(&tx, sql::JOB_TASK_COMPLETED, &[&job_id, &at]).await?;
+                ReportEffects {
+                    failure: None,
+                    enqueue,
+                    job_status: rows::get_parsed(&job_row, "status")?,
+                }
+            }
+            ReportStatus::Failed => {
+                let error = FailureCause::Reported(report.error.clone()).message(&task);
+                let Some(row) = query_opt(
+                    &tx,
+                    sql::FAIL_REPORTED,
+                    &[
+                        &job_id,
+                        &task_id,
+                        &error,
+                        &at,
+                        &dispatching,
+                        &redispatch_at,
+                        &report.lease_id,
+                        &report.idempotency_key,
+                    ],
+                )
+                .await?
+                else {
+                    return Err(lost());
+                };
+                let outcome = attempt_outcome(&row)?;
+                let mut enqueue = Vec::new();
+                match outcome {
+                    AttemptOutcome::Retry if dispatching => {
+                        enqueue.push((report.task.clone(), task.priority));
+                    }
+                    AttemptOutcome::Retry => {}
+                    AttemptOutcome::DeadLettered => {
+                        let failed = Task {
+                            error: Some(error),
+                            ..task
+                        };
+                        dead_lettered(&tx, &mut job, &failed, now).await?;
+                    }
+                }
+                ReportEffects {
+                    failure: Some(outcome),
+                    enqueue,
+                    job_status: job.status,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(ReportOutcome::Applied(effects))
+    }
+
+    async fn cancel_job_tx(
+        client: &mut Client,
+        job_id: &JobId,
+        now: Timestamp,
+    ) -> TxResult<Option<CancelOutcome>> {
+        let id = job_id.as_str();
+        let at = now.datetime();
+        let tx = client.transaction().await?;
+        let Some(row) = query_opt(&tx, sql::LOCK_JOB, &[&id]).await? else {
+            return Ok(None);
+        };
+        let mut job = rows::job(&row)?;
+        let outcome = transition::cancel_job(&mut job, now);
+        if outcome == CancelOutcome::Canceled {
+            execute(&tx, sql::CANCEL_JOB, &[&id, &job.message, &at]).await?;
+            execute(&tx, sql::CANCEL_TASKS, &[&id, &at]).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(outcome))
+    }
+
+    async fn expire_leases_tx(
+        client: &mut Client,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> TxResult<Vec<ExpiredLease>> {
+        let at = now.datetime();
+        let limit = bigint(limit);
+        let redispatch_at = now.plus(timing.orphan_after).datetime();
+        let tx = client.transaction().await?;
+        let job_rows = query(&tx, sql::LOCK_JOBS_WITH_LAPSED_LEASES, &[&at, &limit]).await?;
+        if job_rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut jobs: HashMap<String, Job> = HashMap::with_capacity(job_rows.len());
+        for row in &job_rows {
+            let job = rows::job(row)?;
+            jobs.insert(job.job_id.as_str().to_owned(), job);
+        }
+        let job_ids: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        let task_rows = query(&tx, sql::LOCK_LAPSED_TASKS, &[&job_ids, &at, &limit]).await?;
+        let mut expired = Vec::with_capacity(task_rows.len());
+        for row in &task_rows {
+            let task = rows::task(row)?;
+            let Some(job) = jobs.get_mut(task.job_id.as_str()) else {
+                continue;
+            };
+            // Taken per task: a dead letter earlier in this batch stops its job dispatching.
+            let dispatching = transition::job_is_dispatching(job);
+            let cause = transition::expiry_cause(&task);
+            let error = cause.message(&task);
+            let Some(updated) = query_opt(
+                &tx,
+                sql::FAIL_EXPIRED,
+                &[
+                    &task.job_id.as_str(),
+                    &task.task_id,
+                    &error,
+                    &at,
+                    &dispatching,
+                    &redispatch_at,
+                    &task.lease_id,
+                ],
+            )
+            .await?
+            else {
+                continue;
+            };
+            let outcome = attempt_outcome(&updated)?;
+            let task_ref = task.task_ref();
+            let enqueue = match outcome {
+                AttemptOutcome::Retry => dispatching.then(|| (task_ref.clone(), task.priority)),
+                AttemptOutcome::DeadLettered => {
+                    let failed = Task {
+                        error: Some(error),
+                        ..task.clone()
+                    };
+                    dead_lettered(&tx, job, &failed, now).await?;
+                    None
+                }
+            };
+            expired.push(ExpiredLease {
+                task: task_ref,
+                worker_id: task.worker_id.clone().unwrap_or_default(),
+                reason: cause.reason(),
+                outcome,
+                enqueue,
+            });
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn take_orphans_tx(
+        client: &mut Client,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> TxResult<Vec<Dispatch>> {
+        let at = now.datetime();
+        let orphan_after = micros(timing.orphan_after);
+        let taken = query(
+            client,
+            sql::TAKE_ORPHANS,
+            &[&at, &bigint(limit), &orphan_after],
+        )
+        .await?;
+        let mut due = Vec::with_capacity(taken.len());
+        for row in &taken {
+            due.push((rows::get_ts(row, "due_at")?, rows::dispatch(row)?));
+        }
+        // Oldest first, as the memory store hands them out.
+        due.sort_by(|a, b| (a.0, &a.1.0).cmp(&(b.0, &b.1.0)));
+        Ok(due.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn requeue_dead_tx(
+        client: &mut Client,
+        tasks: &[TaskRef],
+        now: Timestamp,
+        timing: Timing,
+    ) -> TxResult<RequeueOutcome> {
+        let at = now.datetime();
+        let mut job_ids: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        job_ids.sort_unstable();
+        job_ids.dedup();
+        let listed_jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        let listed_tasks: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+
+        let tx = client.transaction().await?;
+        let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
+        for row in &query(&tx, sql::LOCK_JOBS, &[&job_ids]).await? {
+            let job = rows::job(row)?;
+            jobs.insert(job.job_id.as_str().to_owned(), job);
+        }
+        let requeued_rows =
+            query(&tx, sql::REQUEUE_DEAD, &[&listed_jobs, &listed_tasks, &at]).await?;
+        let mut requeued: HashSet<TaskRef> = HashSet::with_capacity(requeued_rows.len());
+        for row in &requeued_rows {
+            requeued.insert(rows::task_ref(row)?);
+        }
+        // Replayed in request order on the locked jobs, as the memory store applies them.
+        let mut outcome = RequeueOutcome::default();
+        let mut per_job: BTreeMap<&str, i32> = BTreeMap::new();
+        let mut resumed: Vec<String> = Vec::new();
+        for task in tasks {
+            if !requeued.remove(task) {
+                continue;
+            }
+            outcome.requeued.push(task.clone());
+            *per_job.entry(task.job_id.as_str()).or_default() += 1;
+            if let Some(job) = jobs.get_mut(task.job_id.as_str())
+                && transition::job_task_requeued(job, now)
+            {
+                resumed.push(job.job_id.as_str().to_owned());
+            }
+        }
+        for (job_id, n) in &per_job {
+            execute(&tx, sql::JOB_TASKS_REQUEUED, &[job_id, n, &at]).await?;
+        }
+        if !resumed.is_empty() {
+            let redispatch_at = now.plus(timing.orphan_after).datetime();
+            let ready = query(&tx, sql::REDISPATCH_READY, &[&resumed, &redispatch_at]).await?;
+            let mut enqueue = ready
+                .iter()
+                .map(rows::dispatch)
+                .collect::<Result<Vec<_>>>()?;
+            let order = |r: &TaskRef| resumed.iter().position(|j| j == r.job_id.as_str());
+            enqueue.sort_by(|(a, _), (b, _)| (order(a), &a.task_id).cmp(&(order(b), &b.task_id)));
+            outcome.enqueue = enqueue;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn append_audit_tx(
+        client: &mut Client,
+        draft: &AuditDraft,
+        now: Timestamp,
+    ) -> TxResult<AuditEvent> {
+        let requested = i64::try_from(draft.requested)
+            .map_err(|_| Error::invalid(format!("requested is too large: {}", draft.requested)))?;
+        let tx = client.transaction().await?;
+        let Some(head) = query_opt(&tx, sql::LOCK_CHAIN_HEAD, &[]).await? else {
+            return Err(Error::backend(
+                BACKEND,
+                "the audit chain head row is missing; run the migrations",
+            )
+            .into());
+        };
+        let last_id: i64 = rows::get(&head, "last_id")?;
+        let last_hash: String = rows::get(&head, "last_hash")?;
+        let id = last_id + 1;
+        let sealed_id = u64::try_from(id).map_err(|_| {
+            Error::backend(
+                BACKEND,
+                format!("audit chain head id is negative: {last_id}"),
+            )
+        })?;
+        let event = draft.clone().seal(sealed_id, now, last_hash);
+        execute(
+            &tx,
+            sql::INSERT_AUDIT_EVENT,
+            &[
+                &id,
+                &event.created_at.datetime(),
+                &event.action,
+                &event.actor,
+                &event.tenant,
+                &event.remote_addr,
+                &event.resource,
+                &event.payload_hash,
+                &requested,
+                &event.result,
+                &event.details,
+                &event.prev_hash,
+                &event.event_hash,
+            ],
+        )
+        .await?;
+        execute(&tx, sql::ADVANCE_CHAIN_HEAD, &[&id, &event.event_hash]).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
+        with_retry!(self, client => Self::insert_job_tx(&mut client, job, tasks))
+    }
+
+    async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {
+        let client = self.client().await?;
+        let row = query_opt(&client, sql::SELECT_JOB, &[&job_id.as_str()])
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
+        with_retry!(self, client => Self::list_jobs_tx(&mut client, query))
+    }
+
+    async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery) -> Result<Option<Page<Task>>> {
+        with_retry!(self, client => Self::list_tasks_tx(&mut client, job_id, query))
+    }
+
+    async fn register_worker(
+        &self,
+        worker_id: &str,
+        capabilities: &WorkerCapabilities,
+        now: Timestamp,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            sql::REGISTER_WORKER,
+            &[&worker_id, &Json(capabilities), &now.datetime()],
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn worker_exists(&self, worker_id: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let row = query_opt(&client, sql::WORKER_EXISTS, &[&worker_id])
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        stats: &WorkerStats,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Option<u32>> {
+        let stats = serde_json::to_value(stats).map_err(|e| Error::backend(BACKEND, e))?;
+        with_retry!(self, client => Self::heartbeat_tx(&mut client, worker_id, &stats, now, timing))
+    }
+
+    async fn assign(
+        &self,
+        task: &TaskRef,
+        worker_id: &str,
+        nonce: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Option<Assignment>> {
+        with_retry!(self, client => Self::assign_tx(&mut client, task, worker_id, nonce, now, timing))
+    }
+
+    async fn report(
+        &self,
+        report: &Report,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<ReportOutcome> {
+        with_retry!(self, client => Self::report_tx(&mut client, report, now, timing))
+    }
+
+    async fn cancel_job(&self, job_id: &JobId, now: Timestamp) -> Result<Option<CancelOutcome>> {
+        with_retry!(self, client => Self::cancel_job_tx(&mut client, job_id, now))
+    }
+
+    async fn expire_leases(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> Result<Vec<ExpiredLease>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        with_retry!(self, client => Self::expire_leases_tx(&mut client, now, limit, timing))
+    }
+
+    async fn take_orphans(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        timing: Timing,
+    ) -> Result<Vec<Dispatch>> {
+        with_retry!(self, client => Self::take_orphans_tx(&mut client, now, limit, timing))
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let client = self.client().await?;
+        let found = query(&client, sql::DEAD_LETTERS, &[&bigint(limit)])
+            .await
+            .map_err(db_error)?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    job_id: JobId::new(rows::get::<String>(row, "job_id")?),
+                    task_id: rows::get(row, "task_id")?,
+                    tenant: rows::get(row, "tenant")?,
+                    attempt: rows::get_u32(row, "attempt")?,
+                    error: rows::get::<Option<String>>(row, "error")?.unwrap_or_default(),
+                    dead_lettered_at: rows::get_ts(row, "dead_lettered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_dead_letters(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let row = query_one(&client, sql::COUNT_DEAD_LETTERS, &[])
+            .await
+            .map_err(db_error)?;
+        count(&row)
+    }
+
+    async fn count_dead_among(&self, tasks: &[TaskRef]) -> Result<u64> {
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let job_ids: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        let task_ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let client = self.client().await?;
+        let row = query_one(&client, sql::COUNT_DEAD_AMONG, &[&job_ids, &task_ids])
+            .await
+            .map_err(db_error)?;
+        count(&row)
+    }
+
+    async fn requeue_dead(
+        &self,
+        tasks: &[TaskRef],
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<RequeueOutcome> {
+        if tasks.is_empty() {
+            return Ok(RequeueOutcome::default());
+        }
+        with_retry!(self, client => Self::requeue_dead_tx(&mut client, tasks, now, timing))
+    }
+
+    async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {
+        with_retry!(self, client => Self::append_audit_tx(&mut client, &draft, now))
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let from = query.from.map(Timestamp::datetime);
+        let to = query.to.map(Timestamp::datetime);
+        let exact = [&query.action, &query.actor, &query.tenant, &query.result];
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        for value in exact.iter().copied().flatten() {
+            params.push(value);
+        }
+        for value in [&from, &to].into_iter().flatten() {
+            params.push(value);
+        }
+        let statement = sql::list_audit(exact.map(Option::is_some), from.is_some(), to.is_some());
+        let limit = bigint(query.limit);
+        let offset = bigint(query.offset);
+        params.push(&limit);
+        params.push(&offset);
+        let client = self.client().await?;
+        let found = self::query(&client, &statement, &params)
+            .await
+            .map_err(db_error)?;
+        found.iter().map(rows::audit_event).collect()
+    }
+
+    async fn audit_chain(&self, after_id: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        let after = i64::try_from(after_id).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let found = query(&client, sql::AUDIT_CHAIN, &[&after, &bigint(limit)])
+            .await
+            .map_err(db_error)?;
+        found.iter().map(rows::audit_event).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_convert_without_wrapping() {
+        assert_eq!(micros(Duration::from_secs(10)), 10_000_000);
+        assert_eq!(micros(Duration::from_nanos(1_999)), 1);
+        assert_eq!(micros(Duration::MAX), i64::MAX);
+        assert_eq!(bigint(usize::MAX), i64::MAX);
+        assert_eq!(int(7, "x").ok(), Some(7));
+        assert!(int(u32::MAX, "x").is_err());
+    }
+}

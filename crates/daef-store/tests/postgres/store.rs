@@ -1,0 +1,1284 @@
+//! One test per area of the `Store` port: each method's result and the state it leaves.
+
+use daef_core::audit::{self, AuditDraft};
+use daef_core::model::{
+    JobId, JobStatus, Report, ReportStatus, TaskStatus, WorkerCapabilities, WorkerStats,
+};
+use daef_core::ports::{AuditQuery, JobQuery, ReportOutcome, Store, TaskQuery};
+use daef_core::transition::{AttemptOutcome, CancelOutcome};
+use daef_core::{Error, Resource};
+
+use crate::common::{at, env, job, task_ref, timing};
+
+fn report(job: &str, task: &str, lease: &str, status: ReportStatus, key: Option<&str>) -> Report {
+    Report {
+        worker_id: "w1".into(),
+        task: task_ref(job, task),
+        lease_id: lease.into(),
+        idempotency_key: key.map(str::to_owned),
+        status,
+        output_artifact_uri: Some(format!("s3://out/{job}/{task}")),
+        error: (status == ReportStatus::Failed).then(|| "boom".to_owned()),
+        duration_millis: Some(5),
+    }
+}
+
+async fn task(store: &dyn Store, job: &str, task: &str) -> daef_core::model::Task {
+    store
+        .list_tasks(&JobId::new(job), &TaskQuery::default())
+        .await
+        .expect("list")
+        .expect("job exists")
+        .items
+        .into_iter()
+        .find(|t| t.task_id == task)
+        .expect("task exists")
+}
+
+#[tokio::test]
+async fn inserted_jobs_and_tasks_read_back_unchanged() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    store.ping().await.expect("ping");
+    assert_eq!(store.backend(), "postgres");
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[
+            ("t1-split", &[], 2, 30),
+            ("t2-embed", &["t1-split"], 1, 60),
+            ("t3", &["t1-split", "t2-embed"], 0, 60),
+        ],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+
+    assert_eq!(store.job(&j.job_id).await.expect("read"), Some(j.clone()));
+    let page = store
+        .list_tasks(&j.job_id, &TaskQuery::default())
+        .await
+        .expect("list")
+        .expect("job exists");
+    assert_eq!(page.total, 3);
+    assert_eq!(page.items, tasks);
+
+    let again = store
+        .insert_job(&j, &tasks)
+        .await
+        .expect_err("same id twice");
+    assert!(matches!(again, Error::Conflict(_)), "{again:?}");
+    assert_eq!(
+        store.job(&JobId::new("job-missing")).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .list_tasks(&JobId::new("job-missing"), &TaskQuery::default())
+            .await
+            .expect("list"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn jobs_list_newest_first_with_filters_and_totals() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    for (i, tenant) in ["acme", "beta", "acme", "beta", "acme"]
+        .into_iter()
+        .enumerate()
+    {
+        let (j, tasks) = job(
+            &format!("job-{i}"),
+            tenant,
+            &[("t", &[], 2, 60)],
+            at(i as u64),
+            timing(),
+        );
+        store.insert_job(&j, &tasks).await.expect("insert");
+    }
+    store
+        .assign(&task_ref("job-2", "t"), "w", "n", at(10), timing())
+        .await
+        .expect("assign");
+    store
+        .cancel_job(&JobId::new("job-4"), at(10))
+        .await
+        .expect("cancel");
+
+    let ids = |page: daef_core::ports::Page<daef_core::model::Job>| {
+        (
+            page.total,
+            page.items
+                .into_iter()
+                .map(|j| j.job_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let all = JobQuery {
+        limit: 10,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&all).await.expect("list")),
+        (
+            5,
+            vec![
+                "job-4".into(),
+                "job-3".into(),
+                "job-2".into(),
+                "job-1".into(),
+                "job-0".into()
+            ]
+        )
+    );
+    let page = JobQuery {
+        limit: 2,
+        offset: 1,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&page).await.expect("list")),
+        (5, vec!["job-3".into(), "job-2".into()])
+    );
+    let acme = JobQuery {
+        tenants: Some(vec!["acme".into()]),
+        limit: 10,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&acme).await.expect("list")),
+        (3, vec!["job-4".into(), "job-2".into(), "job-0".into()])
+    );
+    let queued_acme = JobQuery {
+        status: Some(JobStatus::Queued),
+        ..acme.clone()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&queued_acme).await.expect("list")),
+        (1, vec!["job-0".into()])
+    );
+    let running = JobQuery {
+        status: Some(JobStatus::Running),
+        limit: 10,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&running).await.expect("list")),
+        (1, vec!["job-2".into()])
+    );
+    let nobody = JobQuery {
+        tenants: Some(vec![]),
+        limit: 10,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&nobody).await.expect("list")),
+        (0, vec![])
+    );
+    let past_end = JobQuery {
+        limit: 10,
+        offset: 50,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_jobs(&past_end).await.expect("list")),
+        (5, vec![])
+    );
+}
+
+#[tokio::test]
+async fn tasks_list_in_byte_order_with_filters() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let ids = ["b", "B", "a-1", "a1", "a_1", "a.1", "t10", "t2"];
+    let specs: Vec<_> = ids.iter().map(|id| (*id, &[][..], 2, 60)).collect();
+    let (j, tasks) = job("job-1", "acme", &specs, at(0), timing());
+    store.insert_job(&j, &tasks).await.expect("insert");
+    store
+        .assign(&task_ref("job-1", "a1"), "w1", "n", at(1), timing())
+        .await
+        .expect("assign");
+    store
+        .assign(&task_ref("job-1", "t2"), "w2", "n", at(1), timing())
+        .await
+        .expect("assign");
+
+    let job_id = &j.job_id;
+    let list = |q: TaskQuery| async move {
+        let page = store
+            .list_tasks(job_id, &q)
+            .await
+            .expect("list")
+            .expect("job");
+        (
+            page.total,
+            page.items
+                .into_iter()
+                .map(|t| t.task_id)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut sorted: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    sorted.sort();
+    assert_eq!(list(TaskQuery::default()).await, (8, sorted.clone()));
+    assert_eq!(
+        list(TaskQuery {
+            limit: Some(3),
+            offset: 2,
+            ..TaskQuery::default()
+        })
+        .await,
+        (8, sorted[2..5].to_vec())
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Running),
+            ..TaskQuery::default()
+        })
+        .await,
+        (2, vec!["a1".into(), "t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (1, vec!["t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Queued),
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (0, vec![])
+    );
+}
+
+#[tokio::test]
+async fn workers_register_and_heartbeats_extend_live_leases_only() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let caps = WorkerCapabilities {
+        models: vec!["llama".into()],
+        ..WorkerCapabilities::default()
+    };
+    assert!(!store.worker_exists("w1").await.expect("exists"));
+    store
+        .register_worker("w1", &caps, at(0))
+        .await
+        .expect("register");
+    store
+        .register_worker("w1", &WorkerCapabilities::default(), at(1))
+        .await
+        .expect("re-register");
+    assert!(store.worker_exists("w1").await.expect("exists"));
+    let stats = WorkerStats {
+        running_tasks: Some(1),
+        ..WorkerStats::default()
+    };
+    assert_eq!(
+        store
+            .heartbeat("nobody", &stats, at(1), timing())
+            .await
+            .expect("hb"),
+        None
+    );
+
+    // Timeout 20 s: leases of 15 s never reach past started_at + 20 s.
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 20), ("b", &[], 2, 60), ("c", &[], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+    for t in ["a", "b", "c"] {
+        store
+            .assign(&task_ref("job-1", t), "w1", "n", at(0), timing())
+            .await
+            .expect("assign");
+    }
+    assert_eq!(
+        store
+            .heartbeat("w1", &stats, at(10), timing())
+            .await
+            .expect("hb"),
+        Some(3)
+    );
+    assert_eq!(
+        task(store, "job-1", "a").await.lease_expires,
+        Some(at(20)),
+        "capped by the timeout"
+    );
+    assert_eq!(task(store, "job-1", "b").await.lease_expires, Some(at(25)));
+    // A lease that lapsed is left for the reconciler.
+    assert_eq!(
+        store
+            .heartbeat("w1", &stats, at(25), timing())
+            .await
+            .expect("hb"),
+        Some(0)
+    );
+    assert_eq!(task(store, "job-1", "c").await.lease_expires, Some(at(25)));
+    // Another worker's heartbeat touches none of them.
+    store
+        .register_worker("w2", &caps, at(0))
+        .await
+        .expect("register");
+    assert_eq!(
+        store
+            .heartbeat("w2", &stats, at(11), timing())
+            .await
+            .expect("hb"),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn assign_hands_out_dispatchable_tasks_once() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 10), ("b", &["a"], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+
+    assert_eq!(
+        store
+            .assign(&task_ref("job-1", "b"), "w1", "n0", at(1), timing())
+            .await
+            .expect("assign"),
+        None,
+        "b waits for a"
+    );
+    assert_eq!(
+        store
+            .job(&j.job_id)
+            .await
+            .expect("job")
+            .expect("job")
+            .status,
+        JobStatus::Queued,
+        "nothing changed"
+    );
+    let a = store
+        .assign(&task_ref("job-1", "a"), "w1", "0123abcd", at(1), timing())
+        .await
+        .expect("assign")
+        .expect("a is dispatchable");
+    assert_eq!(a.lease_id, "lease-1-0123abcd");
+    assert_eq!(a.attempt, 1);
+    assert_eq!(
+        a.lease_expires,
+        at(11),
+        "the 10 s timeout comes before the 15 s lease"
+    );
+    assert_eq!(a.inputs["prompt"], "do a");
+    let stored = task(store, "job-1", "a").await;
+    assert_eq!(
+        (
+            stored.status,
+            stored.worker_id.as_deref(),
+            stored.started_at,
+            stored.redispatch_at
+        ),
+        (TaskStatus::Running, Some("w1"), Some(at(1)), None)
+    );
+    let job_now = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(
+        (job_now.status, job_now.updated_at),
+        (JobStatus::Running, at(1))
+    );
+
+    assert_eq!(
+        store
+            .assign(&task_ref("job-1", "a"), "w2", "n2", at(2), timing())
+            .await
+            .expect("assign"),
+        None,
+        "never twice"
+    );
+    assert_eq!(
+        store
+            .assign(&task_ref("job-1", "zz"), "w2", "n2", at(2), timing())
+            .await
+            .expect("assign"),
+        None
+    );
+    assert_eq!(
+        store
+            .assign(&task_ref("job-zz", "a"), "w2", "n2", at(2), timing())
+            .await
+            .expect("assign"),
+        None
+    );
+
+    let (k, tasks) = job("job-2", "acme", &[("a", &[], 2, 60)], at(0), timing());
+    store.insert_job(&k, &tasks).await.expect("insert");
+    store.cancel_job(&k.job_id, at(1)).await.expect("cancel");
+    assert_eq!(
+        store
+            .assign(&task_ref("job-2", "a"), "w1", "n", at(2), timing())
+            .await
+            .expect("assign"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn reports_complete_a_chain_and_the_job_gets_the_sink_output() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[
+            ("a", &[], 2, 60),
+            ("b", &["a"], 2, 60),
+            ("c", &["a"], 2, 60),
+            ("d", &["b", "c"], 2, 60),
+        ],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+
+    let a = store
+        .assign(&task_ref("job-1", "a"), "w1", "n", at(1), timing())
+        .await
+        .expect("assign")
+        .expect("a");
+    let outcome = store
+        .report(
+            &report(
+                "job-1",
+                "a",
+                &a.lease_id,
+                ReportStatus::Completed,
+                Some("k1"),
+            ),
+            at(2),
+            timing(),
+        )
+        .await
+        .expect("report");
+    let ReportOutcome::Applied(effects) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(effects.failure, None);
+    assert_eq!(effects.job_status, JobStatus::Running);
+    let enqueued: Vec<String> = effects
+        .enqueue
+        .iter()
+        .map(|(r, _)| r.task_id.clone())
+        .collect();
+    assert_eq!(enqueued, ["b", "c"]);
+    let b = task(store, "job-1", "b").await;
+    assert_eq!(
+        (b.pending_dependencies, b.redispatch_at, b.updated_at),
+        (0, Some(at(12)), at(2))
+    );
+    assert_eq!(task(store, "job-1", "d").await.pending_dependencies, 2);
+
+    for (t, time) in [("b", 3), ("c", 4)] {
+        let lease = store
+            .assign(&task_ref("job-1", t), "w1", "n", at(time), timing())
+            .await
+            .expect("assign")
+            .expect("ready")
+            .lease_id;
+        store
+            .report(
+                &report("job-1", t, &lease, ReportStatus::Completed, None),
+                at(time),
+                timing(),
+            )
+            .await
+            .expect("report");
+    }
+    let d = store
+        .assign(&task_ref("job-1", "d"), "w1", "n", at(5), timing())
+        .await
+        .expect("assign")
+        .expect("d ready");
+    let ReportOutcome::Applied(effects) = store
+        .report(
+            &report("job-1", "d", &d.lease_id, ReportStatus::Completed, None),
+            at(6),
+            timing(),
+        )
+        .await
+        .expect("report")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (effects.job_status, effects.enqueue.len()),
+        (JobStatus::Completed, 0)
+    );
+    let done = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.completed_tasks, 4);
+    assert_eq!(
+        done.result_artifact_uri.as_deref(),
+        Some("s3://out/job-1/d")
+    );
+    assert_eq!(done.updated_at, at(6));
+}
+
+#[tokio::test]
+async fn report_checks_come_in_the_documented_order() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 60), ("b", &[], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+
+    let missing_job = store
+        .report(
+            &report("job-x", "a", "l", ReportStatus::Completed, None),
+            at(1),
+            timing(),
+        )
+        .await;
+    assert!(
+        matches!(missing_job, Err(Error::NotFound(Resource::Job))),
+        "{missing_job:?}"
+    );
+    let missing_task = store
+        .report(
+            &report("job-1", "x", "l", ReportStatus::Completed, None),
+            at(1),
+            timing(),
+        )
+        .await;
+    assert!(
+        matches!(missing_task, Err(Error::NotFound(Resource::Task))),
+        "{missing_task:?}"
+    );
+    assert_eq!(
+        store
+            .report(
+                &report("job-1", "a", "l", ReportStatus::Completed, None),
+                at(1),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::NotRunning
+    );
+
+    let a = store
+        .assign(&task_ref("job-1", "a"), "w1", "n", at(1), timing())
+        .await
+        .expect("assign")
+        .expect("a");
+    assert_eq!(
+        store
+            .report(
+                &report(
+                    "job-1",
+                    "a",
+                    "lease-1-other",
+                    ReportStatus::Completed,
+                    Some("k")
+                ),
+                at(2),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::StaleLease
+    );
+    assert!(matches!(
+        store
+            .report(
+                &report(
+                    "job-1",
+                    "a",
+                    &a.lease_id,
+                    ReportStatus::Completed,
+                    Some("k")
+                ),
+                at(2),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::Applied(_)
+    ));
+    assert_eq!(
+        store
+            .report(
+                &report(
+                    "job-1",
+                    "a",
+                    &a.lease_id,
+                    ReportStatus::Completed,
+                    Some("k")
+                ),
+                at(3),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::Duplicate,
+        "same key, same lease"
+    );
+    assert_eq!(
+        store
+            .report(
+                &report("job-1", "a", &a.lease_id, ReportStatus::Failed, Some("k2")),
+                at(3),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::NotRunning,
+        "a different key is a new report"
+    );
+    let before = task(store, "job-1", "a").await;
+    assert_eq!(before.updated_at, at(2), "rejected reports change nothing");
+
+    store.cancel_job(&j.job_id, at(4)).await.expect("cancel");
+    assert_eq!(
+        store
+            .report(
+                &report("job-1", "b", "whatever", ReportStatus::Completed, None),
+                at(5),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::JobCanceled
+    );
+    assert_eq!(
+        store
+            .report(
+                &report(
+                    "job-1",
+                    "a",
+                    &a.lease_id,
+                    ReportStatus::Completed,
+                    Some("k")
+                ),
+                at(5),
+                timing()
+            )
+            .await
+            .expect("report"),
+        ReportOutcome::JobCanceled,
+        "cancel swallows even duplicates"
+    );
+}
+
+#[tokio::test]
+async fn failures_retry_then_dead_letter_and_a_requeue_resumes_the_job() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    // a may run twice; b waits in the queue meanwhile.
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 1, 60), ("b", &[], 2, 60), ("c", &["a"], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+
+    let first = store
+        .assign(&task_ref("job-1", "a"), "w1", "n1", at(1), timing())
+        .await
+        .expect("assign")
+        .expect("a");
+    let ReportOutcome::Applied(effects) = store
+        .report(
+            &report(
+                "job-1",
+                "a",
+                &first.lease_id,
+                ReportStatus::Failed,
+                Some("k1"),
+            ),
+            at(2),
+            timing(),
+        )
+        .await
+        .expect("report")
+    else {
+        panic!()
+    };
+    assert_eq!(effects.failure, Some(AttemptOutcome::Retry));
+    assert_eq!(
+        effects.enqueue,
+        vec![(
+            task_ref("job-1", "a"),
+            daef_core::model::Priority::Interactive
+        )]
+    );
+    let a = task(store, "job-1", "a").await;
+    assert_eq!(
+        (a.status, a.attempt, a.error.as_deref(), a.redispatch_at),
+        (TaskStatus::Queued, 1, Some("boom"), Some(at(12)))
+    );
+
+    let second = store
+        .assign(&task_ref("job-1", "a"), "w1", "n2", at(3), timing())
+        .await
+        .expect("assign")
+        .expect("a again");
+    assert_eq!(
+        (second.attempt, second.lease_id.as_str()),
+        (2, "lease-2-n2")
+    );
+    let ReportOutcome::Applied(effects) = store
+        .report(
+            &report("job-1", "a", &second.lease_id, ReportStatus::Failed, None),
+            at(4),
+            timing(),
+        )
+        .await
+        .expect("report")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (effects.failure, effects.job_status, effects.enqueue.len()),
+        (Some(AttemptOutcome::DeadLettered), JobStatus::Failed, 0)
+    );
+    let failed = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("task a failed after 2 attempts: boom")
+    );
+    assert_eq!(failed.dead_tasks, 1);
+    assert_eq!(
+        task(store, "job-1", "b").await.redispatch_at,
+        None,
+        "a failed job dispatches nothing"
+    );
+    assert_eq!(
+        store
+            .assign(&task_ref("job-1", "b"), "w1", "n", at(5), timing())
+            .await
+            .expect("assign"),
+        None
+    );
+
+    let dead = store.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].task_id.as_str(),
+            dead[0].tenant.as_str(),
+            dead[0].attempt,
+            dead[0].error.as_str(),
+            dead[0].dead_lettered_at
+        ),
+        ("a", "acme", 2, "boom", at(4))
+    );
+    assert_eq!(store.count_dead_letters().await.expect("count"), 1);
+    let listed = [
+        task_ref("job-1", "a"),
+        task_ref("job-1", "b"),
+        task_ref("job-9", "a"),
+        task_ref("job-1", "a"),
+    ];
+    assert_eq!(
+        store.count_dead_among(&listed).await.expect("count"),
+        2,
+        "each listed entry counts"
+    );
+
+    let outcome = store
+        .requeue_dead(&listed, at(6), timing())
+        .await
+        .expect("requeue");
+    assert_eq!(outcome.requeued, vec![task_ref("job-1", "a")]);
+    let enqueued: Vec<&str> = outcome
+        .enqueue
+        .iter()
+        .map(|(r, _)| r.task_id.as_str())
+        .collect();
+    assert_eq!(
+        enqueued,
+        ["a", "b"],
+        "the resumed job's dispatchable tasks, by id"
+    );
+    let resumed = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(
+        (resumed.status, resumed.dead_tasks, resumed.message),
+        (JobStatus::Running, 0, None)
+    );
+    let a = task(store, "job-1", "a").await;
+    assert_eq!(
+        (
+            a.status,
+            a.attempt,
+            a.attempt_limit,
+            a.dead_lettered_at,
+            a.redispatch_at
+        ),
+        (TaskStatus::Queued, 2, 4, None, Some(at(16)))
+    );
+    assert_eq!(store.count_dead_letters().await.expect("count"), 0);
+    assert_eq!(
+        store
+            .requeue_dead(&listed, at(7), timing())
+            .await
+            .expect("requeue")
+            .requeued,
+        vec![],
+        "no longer dead"
+    );
+    let third = store
+        .assign(&task_ref("job-1", "a"), "w1", "n3", at(8), timing())
+        .await
+        .expect("assign")
+        .expect("a runs again");
+    assert_eq!(third.attempt, 3);
+}
+
+#[tokio::test]
+async fn cancel_reports_what_it_did() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 60), ("b", &["a"], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+    store
+        .assign(&task_ref("job-1", "a"), "w1", "n", at(1), timing())
+        .await
+        .expect("assign");
+
+    assert_eq!(
+        store.cancel_job(&j.job_id, at(2)).await.expect("cancel"),
+        Some(CancelOutcome::Canceled)
+    );
+    let canceled = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(
+        (
+            canceled.status,
+            canceled.message.as_deref(),
+            canceled.updated_at
+        ),
+        (JobStatus::Canceled, Some("canceled"), at(2))
+    );
+    for t in ["a", "b"] {
+        let t = task(store, "job-1", t).await;
+        assert_eq!(
+            (t.status, t.lease_expires, t.redispatch_at, t.updated_at),
+            (TaskStatus::Canceled, None, None, at(2))
+        );
+    }
+    assert_eq!(
+        store.cancel_job(&j.job_id, at(3)).await.expect("cancel"),
+        Some(CancelOutcome::AlreadyCanceled)
+    );
+    assert_eq!(
+        store
+            .cancel_job(&JobId::new("job-x"), at(3))
+            .await
+            .expect("cancel"),
+        None
+    );
+
+    let (k, tasks) = job("job-2", "acme", &[("a", &[], 2, 60)], at(0), timing());
+    store.insert_job(&k, &tasks).await.expect("insert");
+    let lease = store
+        .assign(&task_ref("job-2", "a"), "w1", "n", at(1), timing())
+        .await
+        .expect("assign")
+        .expect("a")
+        .lease_id;
+    store
+        .report(
+            &report("job-2", "a", &lease, ReportStatus::Completed, None),
+            at(2),
+            timing(),
+        )
+        .await
+        .expect("report");
+    assert_eq!(
+        store.cancel_job(&k.job_id, at(3)).await.expect("cancel"),
+        Some(CancelOutcome::AlreadyFinished)
+    );
+    assert_eq!(
+        store
+            .job(&k.job_id)
+            .await
+            .expect("job")
+            .expect("job")
+            .status,
+        JobStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn lapsed_leases_consume_an_attempt() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[
+            ("slow", &[], 2, 10),
+            ("a-gone", &[], 0, 60),
+            ("b-fine", &[], 2, 60),
+        ],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+    for t in ["slow", "a-gone", "b-fine"] {
+        store
+            .assign(&task_ref("job-1", t), "w1", "n", at(0), timing())
+            .await
+            .expect("assign");
+    }
+    store
+        .register_worker("w1", &WorkerCapabilities::default(), at(0))
+        .await
+        .expect("register");
+    assert_eq!(
+        store
+            .heartbeat("w1", &WorkerStats::default(), at(5), timing())
+            .await
+            .expect("hb"),
+        Some(3)
+    );
+    assert_eq!(
+        store
+            .expire_leases(at(9), 10, timing())
+            .await
+            .expect("expire"),
+        vec![],
+        "nothing lapsed yet"
+    );
+
+    // slow hits its 10 s timeout (the heartbeat could not carry it further); the others' leases
+    // run to 20 s.
+    let first = store
+        .expire_leases(at(10), 1, timing())
+        .await
+        .expect("expire");
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (
+            first[0].task.task_id.as_str(),
+            first[0].reason,
+            first[0].outcome
+        ),
+        ("slow", "timeout", AttemptOutcome::Retry)
+    );
+    assert_eq!(
+        first[0].enqueue,
+        Some((
+            task_ref("job-1", "slow"),
+            daef_core::model::Priority::Interactive
+        ))
+    );
+    assert_eq!(first[0].worker_id, "w1");
+    let slow = task(store, "job-1", "slow").await;
+    assert_eq!(
+        (slow.status, slow.error.as_deref(), slow.redispatch_at),
+        (
+            TaskStatus::Queued,
+            Some("attempt 1 timed out after 10s"),
+            Some(at(20))
+        )
+    );
+
+    let (k, tasks) = job("job-2", "acme", &[("gone", &[], 0, 60)], at(0), timing());
+    store.insert_job(&k, &tasks).await.expect("insert");
+    store
+        .assign(&task_ref("job-2", "gone"), "w9", "n", at(0), timing())
+        .await
+        .expect("assign");
+    let second = store
+        .expire_leases(at(21), 10, timing())
+        .await
+        .expect("expire");
+    let got: Vec<(String, &str, AttemptOutcome)> = second
+        .iter()
+        .map(|e| (e.task.to_string(), e.reason, e.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "job-2|gone".into(),
+                "lease_expired",
+                AttemptOutcome::DeadLettered
+            ),
+            (
+                "job-1|a-gone".into(),
+                "lease_expired",
+                AttemptOutcome::DeadLettered
+            ),
+            (
+                "job-1|b-fine".into(),
+                "lease_expired",
+                AttemptOutcome::Retry
+            ),
+        ],
+        "oldest deadline first, then by task"
+    );
+    // a-gone failed job-1 earlier in the same pass: b-fine is not re-dispatched.
+    assert_eq!(second[2].enqueue, None);
+    assert_eq!(task(store, "job-1", "b-fine").await.redispatch_at, None);
+    let gone = task(store, "job-2", "gone").await;
+    assert_eq!(
+        gone.error.as_deref(),
+        Some("lease expired on attempt 1 (worker w9 stopped heartbeating)")
+    );
+    assert_eq!(
+        store
+            .job(&k.job_id)
+            .await
+            .expect("job")
+            .expect("job")
+            .message
+            .as_deref(),
+        Some(
+            "task gone failed after 1 attempts: lease expired on attempt 1 (worker w9 stopped heartbeating)"
+        )
+    );
+    assert!(
+        store
+            .expire_leases(at(100), 10, timing())
+            .await
+            .expect("expire")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_taken_oldest_first_with_back_off() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 60), ("b", &[], 2, 60), ("c", &["a"], 2, 60)],
+        at(0),
+        timing(),
+    );
+    store.insert_job(&j, &tasks).await.expect("insert");
+    let (k, tasks) = job("job-0", "acme", &[("z", &[], 2, 60)], at(1), timing());
+    store.insert_job(&k, &tasks).await.expect("insert");
+
+    assert!(
+        store
+            .take_orphans(at(9), 10, timing())
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let refs = |d: Vec<daef_core::ports::Dispatch>| {
+        d.into_iter()
+            .map(|(r, _)| r.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        refs(store.take_orphans(at(11), 2, timing()).await.expect("take")),
+        ["job-1|a", "job-1|b"]
+    );
+    assert_eq!(
+        refs(
+            store
+                .take_orphans(at(11), 10, timing())
+                .await
+                .expect("take")
+        ),
+        ["job-0|z"]
+    );
+    let a = task(store, "job-1", "a").await;
+    assert_eq!(
+        (a.redispatch_count, a.redispatch_at),
+        (1, Some(at(31))),
+        "10 s × 2"
+    );
+    // An assignment ends a task's re-dispatch; only a is left to watch.
+    store
+        .assign(&task_ref("job-1", "b"), "w1", "n", at(12), timing())
+        .await
+        .expect("assign");
+    store
+        .assign(&task_ref("job-0", "z"), "w1", "n", at(12), timing())
+        .await
+        .expect("assign");
+    assert_eq!(task(store, "job-1", "b").await.redispatch_at, None);
+    let mut when = 31;
+    for (count, factor) in [(2u32, 4u64), (3, 8), (4, 16), (5, 32), (6, 32), (7, 32)] {
+        let taken = refs(
+            store
+                .take_orphans(at(when), 1, timing())
+                .await
+                .expect("take"),
+        );
+        assert_eq!(taken, ["job-1|a"]);
+        let a = task(store, "job-1", "a").await;
+        assert_eq!(a.redispatch_count, count);
+        assert_eq!(
+            a.redispatch_at,
+            Some(at(when + 10 * factor)),
+            "back-off caps at 32×"
+        );
+        when += 10 * factor;
+    }
+}
+
+fn draft(i: u64, action: &str, actor: &str) -> AuditDraft {
+    AuditDraft {
+        action: action.into(),
+        actor: actor.into(),
+        tenant: if i.is_multiple_of(2) {
+            "acme".into()
+        } else {
+            "beta".into()
+        },
+        remote_addr: "10.0.0.1:4000".into(),
+        resource: "/v1/admin/queue/dead-letter".into(),
+        payload_hash: audit::payload_hash(br#"{"tasks":[]}"#),
+        requested: i,
+        result: if i == 3 {
+            "rejected".into()
+        } else {
+            "ok".into()
+        },
+        details: format!("event {i} \"quoted\" \u{e9}"),
+    }
+}
+
+#[tokio::test]
+async fn audit_events_chain_list_and_verify() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let mut appended = Vec::new();
+    for i in 1..=5u64 {
+        let action = if i <= 2 {
+            "dead_letter_list"
+        } else {
+            "dead_letter_requeue"
+        };
+        let event = store
+            .append_audit(draft(i, action, &format!("tok-{}", i % 2)), at(i))
+            .await
+            .expect("append");
+        assert_eq!(event.id, i);
+        assert_eq!(event.created_at, at(i));
+        appended.push(event);
+    }
+    assert_eq!(appended[0].prev_hash, "");
+    assert_eq!(appended[1].prev_hash, appended[0].event_hash);
+
+    let chain = store.audit_chain(0, 100).await.expect("chain");
+    assert_eq!(chain, appended, "stored exactly as hashed");
+    assert!(audit::verify(&chain).ok);
+    assert_eq!(
+        store.audit_chain(3, 1).await.expect("chain"),
+        vec![appended[3].clone()]
+    );
+
+    let ids = |events: Vec<audit::AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let all = AuditQuery {
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        ids(store.list_audit(&all).await.expect("list")),
+        [5, 4, 3, 2, 1]
+    );
+    let q = AuditQuery {
+        action: Some("dead_letter_requeue".into()),
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [5, 4, 3]);
+    let q = AuditQuery {
+        actor: Some("tok-1".into()),
+        tenant: Some("beta".into()),
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [5, 3, 1]);
+    let q = AuditQuery {
+        result: Some("rejected".into()),
+        limit: 50,
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [3]);
+    let q = AuditQuery {
+        from: Some(at(2)),
+        to: Some(at(4)),
+        limit: 2,
+        offset: 1,
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [3, 2]);
+    for q in [all, q] {
+        let page = store.list_audit(&q).await.expect("list");
+        assert!(page.iter().all(|e| q.matches(e)));
+    }
+}
+
+/// DESIGN.md §3: a completed job's result is its sink task's output, the sink being the last by
+/// id among the tasks nothing depends on, whichever task happens to complete last.
+/// (`transition::job_task_completed` only sets it when the last task to complete is the sink.)
+#[tokio::test]
+async fn with_several_sinks_the_result_is_the_sinks_output_whatever_completes_last() {
+    let Some(env) = env().await else { return };
+    let store = &env.store;
+    let (j, tasks) = job(
+        "job-1",
+        "acme",
+        &[("a", &[], 2, 60), ("b", &[], 2, 60)],
+        at(0),
+        timing(),
+    );
+    assert_eq!(j.sink_task_id, "b");
+    store.insert_job(&j, &tasks).await.expect("insert");
+    for t in ["b", "a"] {
+        let lease = store
+            .assign(&task_ref("job-1", t), "w1", "n", at(1), timing())
+            .await
+            .expect("assign")
+            .expect("ready")
+            .lease_id;
+        store
+            .report(
+                &report("job-1", t, &lease, ReportStatus::Completed, None),
+                at(2),
+                timing(),
+            )
+            .await
+            .expect("report");
+    }
+    let done = store.job(&j.job_id).await.expect("job").expect("job");
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(
+        done.result_artifact_uri.as_deref(),
+        Some("s3://out/job-1/b")
+    );
+}
