@@ -1,8 +1,8 @@
 //! `cargo xtask <command>`: the project's automation, so that a local run matches CI.
 //!
 //! - `test`: finds Postgres and Redis (DAEF_TEST_POSTGRES_DSN / DAEF_TEST_REDIS_ADDR, else the
-//!   local defaults, else throwaway servers it starts and removes), then runs every test with
-//!   cargo-nextest, the doc tests, and the embedding example.
+//!   local defaults, else throwaway servers it starts and removes), then runs the embedding
+//!   example, the doc tests, and every test with cargo-nextest (its summary is the last line).
 //! - `migrate`: applies Postgres migrations (`daef-gateway migrate`).
 //! - `ci`: `cargo fmt --check`, clippy with `-D warnings`, then `test`.
 
@@ -62,23 +62,6 @@ fn test(extra: &[String]) -> Result<(), String> {
     let services = Services::find_or_start()?;
     let envs = services.env.clone();
 
-    let mut tests = cargo();
-    if nextest_available() {
-        tests.args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-features",
-            "--no-fail-fast",
-        ]);
-    } else {
-        // A fresh machine may have only the Rust toolchain; cargo's own runner works too.
-        eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest); using cargo test");
-        tests.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
-    }
-    tests.args(extra).envs(envs.clone());
-    run(tests, "the test suite")?;
-
     let mut doc = cargo();
     doc.args(["test", "--doc", "--workspace", "--all-features"])
         .envs(envs.clone());
@@ -97,6 +80,23 @@ fn test(extra: &[String]) -> Result<(), String> {
         example,
         "the embedding example (daef-core/examples/in_process.rs)",
     )?;
+    let mut tests = cargo();
+    if nextest_available() {
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]);
+    } else {
+        // A fresh machine may have only the Rust toolchain; cargo's own runner works too.
+        eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest); using cargo test");
+        tests.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
+    }
+    tests.args(extra).envs(envs.clone());
+    run(tests, "the test suite")?;
+
     drop(services);
     Ok(())
 }

@@ -128,8 +128,13 @@ impl Engine {
     }
 
     /// Plans and stores a job, then enqueues its dispatchable tasks.
+    ///
+    /// A job is accepted only while the queue answers: otherwise the caller gets
+    /// [`Error::Unavailable`] and nothing is stored, rather than an accepted job that waits for
+    /// the reconciler. (An enqueue that fails after the commit is still recovered by it.)
     pub async fn submit(&self, spec: &JobSpec, tenant: &str, now: Timestamp) -> Result<Job> {
         let (job, tasks) = transition::create_job(spec, tenant, now, self.config.timing)?;
+        self.queue.ping().await?;
         self.store.insert_job(&job, &tasks).await?;
         counter!(metric::JOBS_SUBMITTED_TOTAL).increment(1);
         let ready: Vec<Dispatch> = tasks

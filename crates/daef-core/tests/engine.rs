@@ -322,3 +322,135 @@ async fn batch_work_waits_behind_interactive_work() {
     let order: Vec<_> = got.iter().map(|a| a.job_id.clone()).collect();
     assert_eq!(order, vec![i.job_id, b.job_id]);
 }
+
+/// A queue whose backend is down: every call fails as a lost connection would.
+#[derive(Debug)]
+struct DownQueue;
+
+fn down<T>() -> daef_core::Result<T> {
+    Err(Error::unavailable("redis", "connection refused"))
+}
+
+#[async_trait::async_trait]
+impl Queue for DownQueue {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+    async fn ping(&self) -> daef_core::Result<()> {
+        down()
+    }
+    async fn enqueue(&self, _: &[daef_core::ports::Dispatch]) -> daef_core::Result<()> {
+        down()
+    }
+    async fn claim(
+        &self,
+        _: usize,
+        _: Timestamp,
+        _: Duration,
+    ) -> daef_core::Result<Vec<daef_core::ports::Claim>> {
+        down()
+    }
+    async fn ack(&self, _: &[String]) -> daef_core::Result<()> {
+        down()
+    }
+    async fn nack(
+        &self,
+        _: &daef_core::ports::Claim,
+    ) -> daef_core::Result<daef_core::ports::NackOutcome> {
+        down()
+    }
+    async fn requeue_expired(&self, _: Timestamp, _: usize) -> daef_core::Result<u64> {
+        down()
+    }
+    async fn dead_letter(&self, _: &TaskRef) -> daef_core::Result<()> {
+        down()
+    }
+    async fn requeue_dead(
+        &self,
+        _: &[TaskRef],
+        _: &[daef_core::ports::Dispatch],
+    ) -> daef_core::Result<()> {
+        down()
+    }
+    async fn dead_letter_count(&self) -> daef_core::Result<u64> {
+        down()
+    }
+    async fn pending_count(&self) -> daef_core::Result<u64> {
+        down()
+    }
+}
+
+#[tokio::test]
+async fn while_the_queue_is_down_submits_are_refused_and_reports_still_land() {
+    let f = fixture().await;
+    let job = f
+        .engine
+        .submit(&dag(&[("a", &[], 2), ("b", &["a"], 2)]), "acme", t0())
+        .await
+        .unwrap();
+    let a = f.engine.poll("w1", 1, t0()).await.unwrap().remove(0);
+
+    // The queue goes down.
+    let engine = Engine::new(
+        f.store.clone(),
+        Arc::new(DownQueue),
+        EngineConfig::default(),
+    );
+    let before = f
+        .store
+        .list_jobs(&daef_core::ports::JobQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = engine
+        .submit(&dag(&[("x", &[], 2)]), "acme", t0())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                backend: "redis",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let after = f
+        .store
+        .list_jobs(&daef_core::ports::JobQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, after, "a refused submit stores nothing");
+    assert!(matches!(
+        engine.poll("w1", 1, t0()).await.unwrap_err(),
+        Error::Unavailable { .. }
+    ));
+    // The store is the truth: a report is accepted even though b cannot be enqueued now...
+    assert!(matches!(
+        engine
+            .report(&report(&a, ReportStatus::Completed), t0())
+            .await
+            .unwrap(),
+        ReportOutcome::Applied(_)
+    ));
+    assert_eq!(
+        engine.job(&job.job_id).await.unwrap().status,
+        JobStatus::Running
+    );
+
+    // ...and once the queue is back (empty), the reconciler dispatches b.
+    let engine = Engine::new(
+        f.store.clone(),
+        Arc::new(MemoryQueue::new(5)),
+        EngineConfig::default(),
+    );
+    engine.reconcile(t0().plus(secs(10))).await;
+    let b = engine.poll("w1", 1, t0().plus(secs(10))).await.unwrap();
+    assert_eq!(b[0].task_id, "b");
+}
