@@ -204,6 +204,16 @@ impl Indexes {
     }
 }
 
+/// The first `limit` tasks of a deadline index whose deadline is at or before `now`.
+fn due(index: &BTreeSet<(Timestamp, TaskRef)>, now: Timestamp, limit: usize) -> Vec<TaskRef> {
+    index
+        .iter()
+        .take_while(|(at, _)| *at <= now)
+        .take(limit)
+        .map(|(_, key)| key.clone())
+        .collect()
+}
+
 impl Inner {
     fn entry_mut(&mut self, job_id: &JobId) -> Result<(&mut JobEntry, &mut Indexes)> {
         let Inner { jobs, idx, .. } = self;
@@ -526,14 +536,7 @@ impl Store for MemoryStore {
         timing: Timing,
     ) -> Result<Vec<ExpiredLease>> {
         let mut guard = self.lock();
-        let lapsed: Vec<TaskRef> = guard
-            .idx
-            .leases
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(limit)
-            .map(|(_, k)| k.clone())
-            .collect();
+        let lapsed = due(&guard.idx.leases, now, limit);
         let mut expired = Vec::with_capacity(lapsed.len());
         for key in lapsed {
             let (entry, idx) = guard.entry_mut(&key.job_id)?;
@@ -570,16 +573,9 @@ impl Store for MemoryStore {
         timing: Timing,
     ) -> Result<Vec<Dispatch>> {
         let mut guard = self.lock();
-        let due: Vec<TaskRef> = guard
-            .idx
-            .redispatch
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(limit)
-            .map(|(_, k)| k.clone())
-            .collect();
-        let mut orphans = Vec::with_capacity(due.len());
-        for key in due {
+        let orphaned = due(&guard.idx.redispatch, now, limit);
+        let mut orphans = Vec::with_capacity(orphaned.len());
+        for key in orphaned {
             let (entry, idx) = guard.entry_mut(&key.job_id)?;
             let task = entry.task_mut(&key.task_id)?;
             idx.update_task(task, |t| transition::redispatched(t, now, timing));

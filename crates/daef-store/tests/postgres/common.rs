@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use daef_core::Timestamp;
-use daef_core::model::{Job, JobId, JobStatus, Priority, Task, TaskRef, TaskStatus};
+use daef_core::model::{Job, JobId, Task, TaskRef};
+use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::transition::{self, Timing};
 use daef_store::PostgresStore;
 use daef_store::postgres::PostgresOptions;
@@ -57,7 +58,8 @@ pub(crate) fn timing() -> Timing {
 /// One task of a test DAG: id, dependencies, max_retries, timeout_sec.
 pub(crate) type Spec<'a> = (&'a str, &'a [&'a str], u32, u32);
 
-/// A job and its tasks, built as `Engine::submit` builds them.
+/// A job and its tasks, built as `Engine::submit` builds them, with a chosen id (so runs against
+/// two stores can be compared).
 pub(crate) fn job(
     id: &str,
     tenant: &str,
@@ -65,67 +67,30 @@ pub(crate) fn job(
     now: Timestamp,
     timing: Timing,
 ) -> (Job, Vec<Task>) {
-    let job_id = JobId::new(id);
-    let sink = specs
-        .iter()
-        .filter(|(t, ..)| !specs.iter().any(|(_, deps, ..)| deps.contains(t)))
-        .map(|(t, ..)| *t)
-        .max()
-        .unwrap_or_default()
-        .to_owned();
-    let job = Job {
-        job_id: job_id.clone(),
-        tenant: tenant.to_owned(),
+    let spec = JobSpec {
         job_type: "chat".to_owned(),
         input: format!("input of {id}"),
-        policy: None,
-        priority: Priority::Interactive,
-        status: JobStatus::Queued,
-        message: None,
-        result_artifact_uri: None,
-        sink_task_id: sink,
-        task_count: specs.len() as u32,
-        completed_tasks: 0,
-        dead_tasks: 0,
-        created_at: now,
-        updated_at: now,
+        tasks: Some(
+            specs
+                .iter()
+                .map(|&(task_id, deps, max_retries, timeout_sec)| TaskSpec {
+                    task_id: task_id.to_owned(),
+                    task_type: "llm_inference".to_owned(),
+                    inputs: BTreeMap::from([("prompt".to_owned(), format!("do {task_id}"))]),
+                    dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
+                    max_retries: Some(max_retries),
+                    timeout_sec: Some(timeout_sec),
+                })
+                .collect(),
+        ),
+        ..JobSpec::default()
     };
-    let tasks = specs
-        .iter()
-        .map(|&(task_id, deps, max_retries, timeout_sec)| {
-            let mut task = Task {
-                job_id: job_id.clone(),
-                task_id: task_id.to_owned(),
-                task_type: "llm_inference".to_owned(),
-                inputs: BTreeMap::from([("prompt".to_owned(), format!("do {task_id}"))]),
-                dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
-                max_retries,
-                timeout_sec,
-                priority: Priority::Interactive,
-                status: TaskStatus::Queued,
-                attempt: 0,
-                attempt_limit: max_retries + 1,
-                pending_dependencies: deps.len() as u32,
-                worker_id: None,
-                lease_id: None,
-                lease_expires: None,
-                started_at: None,
-                last_report_key: None,
-                last_report_lease: None,
-                output_artifact_uri: None,
-                error: None,
-                dead_lettered_at: None,
-                redispatch_at: None,
-                redispatch_count: 0,
-                created_at: now,
-                updated_at: now,
-            };
-            if task.is_dispatchable() {
-                transition::mark_dispatchable(&mut task, now, timing);
-            }
-            task
-        })
-        .collect();
+    let (mut job, mut tasks) =
+        transition::create_job(&spec, tenant, now, timing).expect("a valid DAG");
+    job.job_id = JobId::new(id);
+    for task in &mut tasks {
+        task.job_id = job.job_id.clone();
+    }
     (job, tasks)
 }
 
