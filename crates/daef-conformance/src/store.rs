@@ -360,6 +360,7 @@ pub async fn assign_starts_an_attempt_under_a_lease(store: &Arc<dyn Store>) {
     assert_eq!(a.task_type, "echo");
     assert_eq!(a.inputs, BTreeMap::from([("k".to_owned(), "a".to_owned())]));
     assert_eq!(a.attempt, 1);
+    assert_eq!(a.timeout_sec, 10);
     assert_eq!(a.lease_id, transition::lease_id(1, &nonce));
     // timeout 10 s is shorter than the 15 s lease.
     assert_eq!(a.lease_expires, now.plus(secs(10)));
@@ -1217,6 +1218,27 @@ pub async fn unclaimed_dispatchable_tasks_are_orphans_with_back_off(store: &Arc<
     );
 }
 
+/// The wait between re-enqueues doubles each time but never beyond
+/// `orphan_after × 2^MAX_REDISPATCH_DOUBLINGS`, so a task that waited long still comes back soon
+/// after the queue lost its reference.
+pub async fn orphan_back_off_is_capped(store: &Arc<dyn Store>) {
+    let (_, key) = single(&**store, 2, 60).await;
+    let mut at = t0().plus(TIMING.orphan_after);
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let taken = store.take_orphans(at, 100_000, TIMING).await.unwrap();
+        assert!(taken.iter().any(|(t, _)| *t == key), "due at {at:?}");
+        let next = task_of(&**store, &key)
+            .await
+            .redispatch_at
+            .expect("still dispatchable");
+        waits.push(at.seconds_until_ceil(next));
+        at = next;
+    }
+    let cap = TIMING.orphan_after.as_secs() << transition::MAX_REDISPATCH_DOUBLINGS;
+    assert_eq!(waits, vec![20, 40, cap, cap, cap, cap]);
+}
+
 /// A dead letter requeued by an operator gets a fresh attempt budget (the attempt counter keeps
 /// counting) and its job runs again.
 pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
@@ -1639,7 +1661,10 @@ pub async fn racing_transitions_never_lose_an_update(store: &Arc<dyn Store>) {
     // retry. Either way the stale report is refused and changes nothing.
     let refused = h1.await.unwrap();
     assert!(
-        matches!(refused, ReportOutcome::StaleLease | ReportOutcome::NotRunning),
+        matches!(
+            refused,
+            ReportOutcome::StaleLease | ReportOutcome::NotRunning
+        ),
         "{refused:?}"
     );
     assert!(matches!(h2.await.unwrap(), ReportOutcome::Applied(_)));
@@ -1681,6 +1706,7 @@ macro_rules! store_suite {
             heartbeats_extend_live_leases_up_to_the_timeout,
             lapsed_leases_retry_then_dead_letter,
             unclaimed_dispatchable_tasks_are_orphans_with_back_off,
+            orphan_back_off_is_capped,
             requeued_dead_letters_get_a_fresh_budget,
             failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued,
             dead_letters_list_oldest_first,

@@ -181,7 +181,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// The result of checking the chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     /// True when every event links to the one before and hashes to its `event_hash`.
     pub ok: bool,
@@ -190,7 +190,7 @@ pub struct Verification {
     /// `event_hash` of the last good event (`""` when the log is empty).
     pub head_hash: String,
     /// The first event whose id, link or hash is wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_bad_id: Option<u64>,
 }
 

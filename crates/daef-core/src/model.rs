@@ -366,6 +366,9 @@ pub struct Assignment {
     pub lease_id: String,
     /// When the lease lapses unless a heartbeat extends it.
     pub lease_expires: Timestamp,
+    /// The attempt's run-time limit: past it the attempt counts as failed, so a worker should
+    /// stop the work by then.
+    pub timeout_sec: u32,
 }
 
 /// A task sitting in the dead-letter queue.

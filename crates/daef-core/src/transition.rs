@@ -28,9 +28,11 @@ impl Default for Timing {
     }
 }
 
-/// The longest a task waits between reconciler re-enqueues, as a multiple of `orphan_after`.
-/// Backing off keeps a long backlog with no idle workers from filling the queue with duplicates.
-pub const MAX_REDISPATCH_BACKOFF: u32 = 32;
+/// How many times the wait between reconciler re-enqueues of one task may double: at most
+/// `orphan_after × 2^3` (80 s with the defaults). Backing off keeps a long backlog with no idle
+/// workers from filling the queue with duplicates; the cap bounds how long a task that already
+/// waited a while takes to come back after the queue lost its reference.
+pub const MAX_REDISPATCH_DOUBLINGS: u32 = 3;
 
 /// A fresh lease id for `attempt`: the attempt number plus 128 random bits, so it is unique and
 /// cannot be guessed.
@@ -179,6 +181,7 @@ pub fn assign(
         attempt: task.attempt,
         lease_id: task.lease_id.clone().unwrap_or_default(),
         lease_expires: expires,
+        timeout_sec: task.timeout_sec,
     })
 }
 
@@ -488,9 +491,6 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
 /// The reconciler enqueued an unclaimed dispatchable task again: back off before the next time.
 pub fn redispatched(task: &mut Task, now: Timestamp, timing: Timing) {
     task.redispatch_count = task.redispatch_count.saturating_add(1);
-    let factor = 1u32
-        << task
-            .redispatch_count
-            .min(MAX_REDISPATCH_BACKOFF.trailing_zeros());
+    let factor = 1u32 << task.redispatch_count.min(MAX_REDISPATCH_DOUBLINGS);
     task.redispatch_at = Some(now.plus(timing.orphan_after * factor));
 }

@@ -114,6 +114,13 @@ pub(crate) fn map_err(e: fred::error::Error) -> Error {
     let transient_reply = ["LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN"]
         .iter()
         .any(|prefix| e.details().starts_with(prefix));
+    // fred reports these two as `Unknown`, but both mean the connection went away under the
+    // command: it found no connection to write to (dropped a moment before the health watcher
+    // noticed), or it would have to be resent and `max_command_attempts` is 1.
+    let lost_connection = e.kind() == &ErrorKind::Unknown
+        && ["Failed to route command", "Too many failed write attempts"]
+            .iter()
+            .any(|prefix| e.details().starts_with(prefix));
     match e.kind() {
         ErrorKind::IO
         | ErrorKind::Timeout
@@ -121,7 +128,7 @@ pub(crate) fn map_err(e: fred::error::Error) -> Error {
         | ErrorKind::Backpressure
         | ErrorKind::Routing
         | ErrorKind::Auth => Error::unavailable(BACKEND, e),
-        _ if transient_reply => Error::unavailable(BACKEND, e),
+        _ if transient_reply || lost_connection => Error::unavailable(BACKEND, e),
         _ => Error::backend(BACKEND, e),
     }
 }

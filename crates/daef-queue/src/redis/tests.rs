@@ -87,6 +87,27 @@ fn addresses_parse_with_ipv6_and_reject_junk() {
 }
 
 #[test]
+fn a_command_that_lost_its_connection_is_unavailable_not_a_backend_error() {
+    // What fred answers when Redis dies under a command (seen as 500s on polls while Redis was
+    // killed under load, in daef-system-tests' redis_outage).
+    for message in [
+        "Failed to route command.",
+        "Too many failed write attempts.",
+    ] {
+        let err = map_err(fred::error::Error::new(ErrorKind::Unknown, message));
+        assert!(
+            matches!(err, Error::Unavailable { .. }),
+            "{message}: {err:?}"
+        );
+    }
+    let other = map_err(fred::error::Error::new(
+        ErrorKind::Unknown,
+        "Unimplemented.",
+    ));
+    assert!(matches!(other, Error::Backend { .. }), "{other:?}");
+}
+
+#[test]
 fn debug_never_shows_the_password() {
     let cfg = RedisConfig {
         password: Some("hunter2".into()),

@@ -137,6 +137,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let tasks = vec!["t01", "t00"];
     let deps = vec!["t01".to_owned(), "t02".to_owned()];
     let tenants = vec!["tenant-7".to_owned()];
+    let doublings = daef_core::transition::MAX_REDISPATCH_DOUBLINGS as i32;
     let (n5, n100): (i64, i64) = (5, 100);
     let (zero, fifty): (i64, i64) = (0, 50);
     let no_limit: Option<i64> = None;
@@ -351,7 +352,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         (
             "take_orphans: TAKE_ORPHANS",
             sql::TAKE_ORPHANS,
-            vec![&now, &n100, &micros],
+            vec![&now, &n100, &micros, &doublings],
             true,
         ),
         (

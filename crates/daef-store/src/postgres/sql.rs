@@ -193,7 +193,7 @@ pub(super) const ASSIGN_TASK: &str = "UPDATE tasks SET status = 'Running', \
              $5::timestamptz + timeout_sec * interval '1 second'), \
          redispatch_at = NULL, redispatch_count = 0, updated_at = $5 \
      WHERE job_id = $1 AND task_id = $2 AND status = 'Queued' AND pending_dependencies = 0 \
-     RETURNING task_type, inputs, attempt, lease_id, lease_expires_at";
+     RETURNING task_type, inputs, attempt, lease_id, lease_expires_at, timeout_sec";
 
 /// `$1` job, `$2` task, `$3` output, `$4` idempotency key, `$5` lease, `$6` now: `complete`.
 pub(super) const COMPLETE_TASK: &str = "UPDATE tasks SET status = 'Completed', \
@@ -301,9 +301,9 @@ pub(super) const LOCK_LAPSED_TASKS: &str = concat!(
      ORDER BY lease_expires_at, job_id, task_id LIMIT $3 FOR UPDATE SKIP LOCKED"
 );
 
-/// `$1` now, `$2` limit, `$3` orphan delay in microseconds: `redispatched` for the dispatchable
-/// tasks whose re-dispatch time passed (skipping those another replica holds); the next time
-/// backs off by 2^min(count, 5).
+/// `$1` now, `$2` limit, `$3` orphan delay in microseconds, `$4` most doublings:
+/// `redispatched` for the dispatchable tasks whose re-dispatch time passed (skipping those
+/// another replica holds); the next time backs off by 2^min(count, $4).
 pub(super) const TAKE_ORPHANS: &str = "WITH due AS ( \
          SELECT job_id, task_id, redispatch_at AS due_at FROM tasks \
          WHERE status = 'Queued' AND pending_dependencies = 0 \
@@ -313,7 +313,7 @@ pub(super) const TAKE_ORPHANS: &str = "WITH due AS ( \
      UPDATE tasks t SET \
          redispatch_count = LEAST(t.redispatch_count, 2147483646) + 1, \
          redispatch_at = $1::timestamptz + ($3::bigint \
-             * (1 << LEAST(LEAST(t.redispatch_count, 2147483646) + 1, 5))) \
+             * (1 << LEAST(LEAST(t.redispatch_count, 2147483646) + 1, $4::integer))) \
              * interval '1 microsecond' \
      FROM due WHERE t.job_id = due.job_id AND t.task_id = due.task_id \
      RETURNING t.job_id, t.task_id, t.priority, due.due_at";

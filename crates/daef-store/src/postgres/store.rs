@@ -384,6 +384,7 @@ impl PostgresStore {
             attempt: rows::get_u32(&row, "attempt")?,
             lease_id: rows::get(&row, "lease_id")?,
             lease_expires: rows::get_ts(&row, "lease_expires_at")?,
+            timeout_sec: rows::get_u32(&row, "timeout_sec")?,
         };
         tx.commit().await?;
         Ok(Some(assignment))
@@ -616,7 +617,12 @@ impl PostgresStore {
         let taken = query(
             client,
             sql::TAKE_ORPHANS,
-            &[&at, &bigint(limit), &orphan_after],
+            &[
+                &at,
+                &bigint(limit),
+                &orphan_after,
+                &(transition::MAX_REDISPATCH_DOUBLINGS as i32),
+            ],
         )
         .await?;
         let mut due = Vec::with_capacity(taken.len());

@@ -1130,7 +1130,7 @@ async fn orphans_are_taken_oldest_first_with_back_off() {
         .expect("assign");
     assert_eq!(task(store, "job-1", "b").await.redispatch_at, None);
     let mut when = 31;
-    for (count, factor) in [(2u32, 4u64), (3, 8), (4, 16), (5, 32), (6, 32), (7, 32)] {
+    for (count, factor) in [(2u32, 4u64), (3, 8), (4, 8), (5, 8), (6, 8), (7, 8)] {
         let taken = refs(
             store
                 .take_orphans(at(when), 1, timing())

@@ -1,0 +1,24 @@
+//! A typed async client for DAEF's HTTP API (v1): one [`Client`] method per route, request and
+//! response bodies as [`model`] types, the gateway's statuses as [`Error`] variants that keep
+//! its `{"error": …}` message, and a job's Server-Sent Events as [`JobEvent`]s. [`audit`] reads
+//! the whole audit log and re-verifies its hash chain on this side of the wire. It is the one
+//! HTTP client of the workspace: the reference worker, `daefctl`, the end-to-end tests and load
+//! generators all go through it.
+//!
+//! It speaks plain HTTP/1.1 through hyper-util's pooled client; TLS belongs in front of the
+//! gateway. It must never retry a request on its own (whether a retry is safe depends on the
+//! call: the caller decides, helped by [`Error::is_transient`]), never log or print the token,
+//! and never decide a lifecycle rule — it reports what the gateway answered.
+
+pub mod audit;
+mod client;
+pub mod error;
+pub mod event;
+pub mod model;
+
+pub use client::{
+    AUDIT_PAGE_MAX, Client, ClientConfig, DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT,
+    DEFAULT_TIMEOUT,
+};
+pub use error::{Error, Result};
+pub use event::{JobEvent, JobEvents};

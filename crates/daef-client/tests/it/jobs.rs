@@ -1,0 +1,154 @@
+//! Jobs: submit, read, list, tasks, cancel.
+
+use std::collections::BTreeMap;
+
+use daef_client::model::{JobFilter, JobSubmission, TaskFilter, TaskSubmission};
+use daef_core::model::{JobStatus, Priority, TaskStatus};
+
+use crate::gateway::Gateway;
+
+#[tokio::test]
+async fn submit_then_read_the_job_and_its_tasks() {
+    let gw = Gateway::start().await;
+    let c = gw.client(None);
+    let submitted = c
+        .submit_job(&JobSubmission {
+            policy: Some("enterprise-default".into()),
+            priority: Some(Priority::Batch),
+            tenant: Some("acme".into()),
+            ..JobSubmission::new("chat", "Analyze 500 tickets")
+        })
+        .await
+        .unwrap();
+    assert_eq!(submitted.status, JobStatus::Queued);
+    assert!(submitted.job_id.as_str().starts_with("job-"));
+
+    let job = c.job(&submitted.job_id).await.unwrap();
+    assert_eq!(job.job_id, submitted.job_id);
+    assert_eq!(job.tenant, "acme");
+    assert_eq!(job.job_type, "chat");
+    assert_eq!(job.priority, Priority::Batch);
+    assert_eq!(job.policy.as_deref(), Some("enterprise-default"));
+    assert_eq!(job.status, JobStatus::Queued);
+
+    let tasks = c
+        .tasks(&submitted.job_id, &TaskFilter::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = tasks.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(ids, ["t1-split", "t2-embed", "t3-summarize"]);
+    assert_eq!(tasks.total, 3);
+    assert_eq!(tasks.tasks[1].dependencies, ["t1-split"]);
+    assert!(
+        tasks
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Queued && t.attempt == 0)
+    );
+
+    let page = c
+        .tasks(
+            &submitted.job_id,
+            &TaskFilter {
+                limit: Some(1),
+                offset: Some(1),
+                ..TaskFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.total, page.returned, page.limit, page.offset),
+        (3, 1, Some(1), Some(1))
+    );
+    assert_eq!(page.tasks[0].task_id, "t2-embed");
+    let running = c
+        .tasks(
+            &submitted.job_id,
+            &TaskFilter {
+                status: Some(TaskStatus::Running),
+                ..TaskFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.total, 0);
+}
+
+#[tokio::test]
+async fn explicit_dags_and_list_filters() {
+    let gw = Gateway::start().await;
+    let c = gw.client(None);
+    let dag = JobSubmission {
+        job_type: "etl".into(),
+        tasks: Some(vec![
+            TaskSubmission {
+                task_id: "extract".into(),
+                task_type: "tool_execution".into(),
+                inputs: BTreeMap::from([("table".into(), "orders".into())]),
+                ..TaskSubmission::default()
+            },
+            TaskSubmission {
+                task_id: "load".into(),
+                task_type: "tool_execution".into(),
+                dependencies: vec!["extract".into()],
+                max_retries: Some(5),
+                timeout_sec: Some(600),
+                ..TaskSubmission::default()
+            },
+        ]),
+        ..JobSubmission::default()
+    };
+    let first = c.submit_job(&dag).await.unwrap().job_id;
+    let second = c
+        .submit_job(&JobSubmission::new("chat", "hello"))
+        .await
+        .unwrap()
+        .job_id;
+    assert_eq!(
+        c.tasks(&first, &TaskFilter::default()).await.unwrap().total,
+        2
+    );
+
+    let all = c.list_jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(all.jobs[0].job_id, second, "newest first");
+    let page = c
+        .list_jobs(&JobFilter {
+            limit: Some(1),
+            offset: Some(1),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.total, page.returned, page.limit, page.offset),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(page.jobs[0].job_id, first);
+
+    assert!(c.cancel_job(&first).await.unwrap().accepted);
+    assert!(
+        c.cancel_job(&first).await.unwrap().accepted,
+        "already canceled still says accepted"
+    );
+    let canceled = c
+        .list_jobs(&JobFilter {
+            status: Some(JobStatus::Canceled),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        canceled.jobs.iter().map(|j| &j.job_id).collect::<Vec<_>>(),
+        [&first]
+    );
+    let other = c
+        .list_jobs(&JobFilter {
+            tenant: Some("nobody".into()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(other.total, 0);
+}
