@@ -1,15 +1,17 @@
 //! [`App`]: one request in, one response out. Routing, authentication, the body limit, scope
 //! checks, metrics and the access log happen here; the handlers do the rest.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use daef_auth::{Authenticator, Principal, is_valid_tenant_id};
 use daef_core::audit::{self, AuditDraft, action, result};
 use daef_core::ports::RateLimiter;
 use daef_core::{Engine, Timestamp, metric};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -23,8 +25,33 @@ use crate::json::Query;
 use crate::metrics::Metrics;
 use crate::route::{Route, RouteError};
 
-/// The response body type.
-pub type Body = Full<Bytes>;
+/// Most long polls one enqueue wakes directly.
+const MAX_WAKE_PER_ENQUEUE: usize = 16;
+
+/// The response body type: a whole body for every route except the job event stream, whose
+/// body is written as events happen. Reading it never fails.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Settings of `GET /v1/jobs/{id}/events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventStreamConfig {
+    /// How often a stream reads the job and its tasks from the store to find changes. Reading
+    /// the store (not an in-process signal) is what makes a stream see changes made through
+    /// any replica.
+    pub poll_interval: Duration,
+    /// How long a stream may stay silent before a keep-alive comment is sent, so proxies and
+    /// clients can tell an idle stream from a dead one.
+    pub keep_alive: Duration,
+}
+
+impl Default for EventStreamConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
 
 /// Admin safety limits for dead-letter requeues (DESIGN.md §4). A value ≤ 0 disables a limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +103,12 @@ pub struct App {
     pub(crate) rate_limiter: Arc<dyn RateLimiter>,
     pub(crate) config: HttpConfig,
     pub(crate) metrics: Metrics,
+    pub(crate) events: EventStreamConfig,
+    /// Flips to true when the server stops accepting connections: open event streams end, so
+    /// they do not hold the drain up.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
+    /// Signalled when this process enqueued work, to wake long polls (`wait_ms`) at once.
+    pub(crate) work: tokio::sync::Notify,
 }
 
 /// What one audited request did.
@@ -164,6 +197,30 @@ impl App {
             rate_limiter,
             config,
             metrics: Metrics::global(),
+            events: EventStreamConfig::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+            work: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The same API with these event stream settings.
+    pub fn with_event_streams(self, events: EventStreamConfig) -> Self {
+        Self { events, ..self }
+    }
+
+    /// Ends every open event stream (and any opened later). The server calls it when it stops
+    /// accepting connections.
+    pub fn close_event_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Wakes up to `tasks` long polls waiting in this process: that many tasks were just
+    /// enqueued here. (Work enqueued by another replica or the reconciler is found by the
+    /// waiting polls' periodic re-checks.)
+    pub(crate) fn work_enqueued(&self, tasks: usize) {
+        // Each woken poll that fills its batch wakes the next one, so a few suffice.
+        for _ in 0..tasks.min(MAX_WAKE_PER_ENQUEUE) {
+            self.work.notify_one();
         }
     }
 
@@ -421,7 +478,7 @@ pub(crate) fn with_type(
     body: impl Into<Bytes>,
     content_type: &'static str,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()

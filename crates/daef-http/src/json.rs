@@ -90,7 +90,10 @@ impl<'a> Fields<'a> {
     pub fn int(&self, name: &str, min: i64, max: i64) -> ApiResult<Option<i64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => match v.as_i64() {
+            Some(v) => match v
+                .as_i64()
+                .or_else(|| integral(v, -TWO_POW_63, TWO_POW_63).map(|f| f as i64))
+            {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(ApiError::bad_request(format!(
                     "{} must be an integer from {min} to {max}",
@@ -104,12 +107,16 @@ impl<'a> Fields<'a> {
     pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{} must be a non-negative integer",
-                    self.path(name)
-                ))
-            }),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| integral(v, 0.0, TWO_POW_64).map(|f| f as u64))
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{} must be a non-negative integer",
+                        self.path(name)
+                    ))
+                }),
         }
     }
 
@@ -215,16 +222,21 @@ impl Query {
 
     /// A parameter's value; an empty value counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    /// A parameter's value as sent, empty included: a number sent empty (`limit=`) is not a
+    /// number and must be refused, not taken as absent.
+    pub fn raw(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
     }
 
     /// A non-negative integer parameter; anything else is a 400 naming it.
     pub fn non_negative(&self, name: &str) -> ApiResult<Option<u64>> {
-        match self.get(name) {
+        match self.raw(name) {
             None => Ok(None),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) => Ok(Some(n)),
@@ -254,7 +266,41 @@ impl Query {
     }
 }
 
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+/// A JSON number written with a fraction or exponent that is exactly an integer in
+/// `lower..upper` (`2.0`, `1e3`): JSON Schema counts it as an integer, so clients generated from
+/// the OpenAPI description may send it. Integral and in range, so casting it is exact.
+fn integral(v: &Value, lower: f64, upper: f64) -> Option<f64> {
+    v.as_f64()
+        .filter(|f| f.fract() == 0.0 && *f >= lower && *f < upper)
+}
+
 /// True for a non-empty run of ASCII digits: an integer written without sign or exponent.
 pub(crate) fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_numbers_count_as_integers() {
+        let body = object(
+            br#"{"a": 2.0, "b": 1e3, "c": 2.5, "d": -1.0, "e": 1e30}"#,
+            false,
+        )
+        .unwrap();
+        let f = Fields::new(&body);
+        assert_eq!(f.int("a", 0, 10).unwrap(), Some(2));
+        assert_eq!(f.non_negative("b").unwrap(), Some(1000));
+        assert!(f.int("c", 0, 10).is_err());
+        assert!(f.non_negative("c").is_err());
+        assert!(f.non_negative("d").is_err());
+        assert_eq!(f.int("d", -5, 5).unwrap(), Some(-1));
+        assert!(f.non_negative("e").is_err(), "beyond u64");
+        assert!(f.int("e", 0, i64::MAX).is_err(), "beyond i64");
+    }
 }

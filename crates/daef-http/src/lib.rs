@@ -15,6 +15,6 @@ pub mod metrics;
 pub mod route;
 pub mod server;
 
-pub use app::{AdminLimits, App, HttpConfig};
+pub use app::{AdminLimits, App, EventStreamConfig, HttpConfig};
 pub use metrics::Metrics;
 pub use server::serve;

@@ -22,6 +22,8 @@ pub enum Route {
     CancelJob(JobId),
     /// `GET /v1/jobs/{id}/tasks`
     ListTasks(JobId),
+    /// `GET /v1/jobs/{id}/events` (Server-Sent Events)
+    JobEvents(JobId),
     /// `POST /v1/workers/register`
     RegisterWorker,
     /// `POST /v1/workers/{id}/heartbeat`
@@ -86,6 +88,10 @@ impl Route {
                 "GET",
                 (method == Method::GET).then(|| Route::ListTasks(JobId::new(*id))),
             ),
+            ["v1", "jobs", id, "events"] if id_ok(id) => (
+                "GET",
+                (method == Method::GET).then(|| Route::JobEvents(JobId::new(*id))),
+            ),
             ["v1", "workers", "register"] => (
                 "POST",
                 (method == Method::POST).then_some(Route::RegisterWorker),
@@ -133,6 +139,7 @@ impl Route {
             Route::SubmitJob | Route::ListJobs => "/v1/jobs",
             Route::GetJob(_) | Route::CancelJob(_) => "/v1/jobs/{id}",
             Route::ListTasks(_) => "/v1/jobs/{id}/tasks",
+            Route::JobEvents(_) => "/v1/jobs/{id}/events",
             Route::RegisterWorker => "/v1/workers/register",
             Route::Heartbeat(_) => "/v1/workers/{id}/heartbeat",
             Route::Assignments(_) => "/v1/workers/{id}/assignments",
@@ -155,7 +162,8 @@ impl Route {
             | Route::ListJobs
             | Route::GetJob(_)
             | Route::CancelJob(_)
-            | Route::ListTasks(_) => Some(&[Tenant, Operator]),
+            | Route::ListTasks(_)
+            | Route::JobEvents(_) => Some(&[Tenant, Operator]),
             Route::RegisterWorker | Route::Heartbeat(_) | Route::Assignments(_) => {
                 Some(&[Worker, Operator])
             }
@@ -234,6 +242,16 @@ mod tests {
             Method::GET,
             "/v1/jobs/job-1/tasks",
             Ok(Route::ListTasks(job())),
+        );
+        check(
+            Method::GET,
+            "/v1/jobs/job-1/events",
+            Ok(Route::JobEvents(job())),
+        );
+        check(
+            Method::POST,
+            "/v1/jobs/job-1/events",
+            Err(RouteError::MethodNotAllowed("GET")),
         );
         check(
             Method::POST,
@@ -345,5 +363,9 @@ mod tests {
         );
         assert_eq!(Route::VerifyAudit.admin_action(), Some("audit_read"));
         assert_eq!(Route::ListJobs.admin_action(), None);
+        assert_eq!(
+            Route::JobEvents(JobId::new("j")).requirements(),
+            Route::GetJob(JobId::new("j")).requirements()
+        );
     }
 }

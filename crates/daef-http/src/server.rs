@@ -54,6 +54,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         });
     }
     tracing::info!("shutting down: no longer accepting connections");
+    // Event streams never end on their own while their job runs; end them so the drain below
+    // only waits for ordinary requests.
+    app.close_event_streams();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("drain deadline passed; closing remaining connections"),

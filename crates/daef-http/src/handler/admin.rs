@@ -176,6 +176,7 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
                     json!({"dry_run": true, "requested": requested, "requeued": summary.requeued}),
                 )
             } else {
+                app.work_enqueued(usize::try_from(summary.requeued).unwrap_or(usize::MAX));
                 (
                     result::OK,
                     format!(

@@ -29,9 +29,18 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         .effective_tenant(fields.str("tenant")?, ctx.header("x-daef-tenant"))?;
     ctx.principal.check_tenant(&tenant)?;
     let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
+    app.work_enqueued(1);
+    #[derive(serde::Serialize)]
+    struct Submitted<'a> {
+        job_id: &'a JobId,
+        status: &'static str,
+    }
     Ok(app::json(
         StatusCode::ACCEPTED,
-        &json!({"job_id": job.job_id, "status": job.status.as_str()}),
+        &Submitted {
+            job_id: &job.job_id,
+            status: job.status.as_str(),
+        },
     ))
 }
 
@@ -138,7 +147,7 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
 }
 
 /// Loads a job the principal may see: 404 when unknown, 403 when another tenant's.
-async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Job> {
+pub(super) async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Job> {
     let job = app.engine.job(id).await?;
     ctx.principal.check_tenant(&job.tenant)?;
     Ok(job)

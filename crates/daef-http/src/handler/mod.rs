@@ -2,6 +2,7 @@
 //! the field), calls the engine, and shapes the response.
 
 mod admin;
+mod events;
 mod jobs;
 mod ops;
 mod view;
@@ -24,6 +25,7 @@ pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Re
         Route::GetJob(id) => jobs::get(app, ctx, &id).await,
         Route::CancelJob(id) => jobs::cancel(app, ctx, &id).await,
         Route::ListTasks(id) => jobs::tasks(app, ctx, &id).await,
+        Route::JobEvents(id) => events::events(app, ctx, &id).await,
         Route::RegisterWorker => workers::register(app, ctx).await,
         Route::Heartbeat(id) => workers::heartbeat(app, ctx, &id).await,
         Route::Assignments(id) => workers::assignments(app, ctx, &id).await,

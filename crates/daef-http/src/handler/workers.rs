@@ -2,7 +2,12 @@
 
 use daef_auth::Requirement;
 use daef_core::engine::MAX_POLL_TASKS;
-use daef_core::model::{JobId, Report, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats};
+use std::time::{Duration, Instant};
+
+use daef_core::Timestamp;
+use daef_core::model::{
+    Assignment, JobId, Report, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats,
+};
 use daef_core::ports::ReportOutcome;
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -18,6 +23,11 @@ const MAX_ID_LEN: usize = 128;
 const MAX_ERROR_LEN: usize = 8 * 1024;
 /// Longest artifact URI.
 const MAX_URI_LEN: usize = 4 * 1024;
+/// Longest a poll may wait for work (`wait_ms` above it is clamped).
+const MAX_WAIT_MS: u64 = 30_000;
+/// How often a waiting poll looks again without being woken: work enqueued by another replica
+/// or by the reconciler does not wake this process's polls.
+const RECHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let body = json::object(&ctx.body, false)?;
@@ -81,7 +91,7 @@ pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Respo
 }
 
 pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {
-    let max_tasks = match ctx.query.get("max_tasks") {
+    let max_tasks = match ctx.query.raw("max_tasks") {
         None => 1,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if n >= 1 => usize::try_from(n)
@@ -96,11 +106,60 @@ pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Res
             }
         },
     };
-    let assignments = app.engine.poll(id, max_tasks, ctx.now).await?;
+    let wait = Duration::from_millis(
+        ctx.query
+            .non_negative("wait_ms")?
+            .map_or(0, |ms| ms.min(MAX_WAIT_MS)),
+    );
+    let assignments = long_poll(app, ctx, id, max_tasks, wait).await?;
+    // Serialized straight from the records: no intermediate `serde_json::Value` tree, whose
+    // many small allocations per assignment are a measurable share of a poll.
+    #[derive(serde::Serialize)]
+    struct Assignments<'a> {
+        assignments: &'a [Assignment],
+    }
     Ok(app::json(
         StatusCode::OK,
-        &json!({"assignments": assignments}),
+        &Assignments {
+            assignments: &assignments,
+        },
     ))
+}
+
+/// Polls; while nothing is assigned and `wait` has not passed, waits for work enqueued in this
+/// process (or a periodic re-check, for work enqueued elsewhere) and polls again. An idle
+/// worker then makes one request per `wait` instead of hammering the gateway.
+async fn long_poll(
+    app: &App,
+    ctx: &Ctx,
+    worker_id: &str,
+    max_tasks: usize,
+    wait: Duration,
+) -> ApiResult<Vec<Assignment>> {
+    let deadline = Instant::now() + wait;
+    let mut closing = app.closing.subscribe();
+    let mut now = ctx.now;
+    loop {
+        // Registered before polling, so work enqueued while the poll runs still wakes us.
+        let notified = app.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let assignments = app.engine.poll(worker_id, max_tasks, now).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !assignments.is_empty() || left.is_zero() || *closing.borrow() {
+            if assignments.len() >= max_tasks && !wait.is_zero() {
+                // A full batch: more may be waiting, so hand the wake-up on.
+                app.work.notify_one();
+            }
+            return Ok(assignments);
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(left.min(RECHECK_INTERVAL)) => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
+        now = Timestamp::now();
+    }
 }
 
 pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
@@ -166,14 +225,25 @@ pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         duration_millis,
     };
     match app.engine.report(&report, ctx.now).await? {
-        ReportOutcome::Applied(_) | ReportOutcome::Duplicate | ReportOutcome::JobCanceled => {
-            Ok(app::json(StatusCode::OK, &json!({"accepted": true})))
+        ReportOutcome::Applied(effects) => {
+            app.work_enqueued(effects.enqueue.len());
+            Ok(accepted())
         }
+        ReportOutcome::Duplicate | ReportOutcome::JobCanceled => Ok(accepted()),
         ReportOutcome::StaleLease => Err(ApiError::new(StatusCode::CONFLICT, "stale lease")),
         ReportOutcome::NotRunning => {
             Err(ApiError::new(StatusCode::CONFLICT, "task is not running"))
         }
     }
+}
+
+/// `200 {"accepted":true}`, the answer to most reports, from a static body.
+fn accepted() -> Response<Body> {
+    app::with_type(
+        StatusCode::OK,
+        bytes::Bytes::from_static(br#"{"accepted":true}"#),
+        "application/json",
+    )
 }
 
 fn truncate(s: &str, max_bytes: usize) -> String {
