@@ -431,6 +431,90 @@ pub async fn assign_refuses_what_is_not_dispatchable(store: &Arc<dyn Store>) {
     );
 }
 
+/// A batch assignment decides each task on its own: dispatchable ones start (once, even when
+/// claimed twice), the rest get `None`, and a job whose claims are all stale stays `Queued`.
+pub async fn assign_many_decides_each_task_on_its_own(store: &Arc<dyn Store>) {
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("a", &[], 2, 60),
+            task_spec("b", &["a"], 2, 60),
+            task_spec("c", &[], 2, 30),
+        ],
+        t0(),
+    )
+    .await;
+    let (waiting, _) = insert(
+        &**store,
+        "acme",
+        vec![task_spec("x", &[], 2, 60), task_spec("y", &["x"], 2, 60)],
+        t0(),
+    )
+    .await;
+    let key = |job: &Job, id: &str| TaskRef::new(job.job_id.clone(), id);
+    let batch: Vec<(TaskRef, String)> = [
+        key(&job, "c"),
+        key(&job, "b"),
+        key(&waiting, "y"),
+        key(&job, "a"),
+        key(&job, "c"),
+        TaskRef::new(JobId::new("job-missing"), "a"),
+    ]
+    .into_iter()
+    .map(|k| (k, transition::lease_nonce()))
+    .collect();
+    let got: Vec<Option<daef_core::model::Assignment>> = store
+        .assign_many(&batch, "w1", t0(), TIMING)
+        .await
+        .expect("assign_many")
+        .into_iter()
+        .map(|r| r.expect("each assignment"))
+        .collect();
+    assert_eq!(got.len(), batch.len());
+    let assigned: Vec<Option<&str>> = got
+        .iter()
+        .map(|a| a.as_ref().map(|a| a.task_id.as_str()))
+        .collect();
+    assert_eq!(
+        assigned,
+        vec![Some("c"), None, None, Some("a"), None, None],
+        "c and a once each; b and y wait for their dependencies"
+    );
+    for (assignment, (task, nonce)) in got.iter().zip(&batch) {
+        let Some(a) = assignment else { continue };
+        assert_eq!(a.job_id, task.job_id);
+        assert_eq!(a.attempt, 1);
+        assert_eq!(a.lease_id, transition::lease_id(1, nonce));
+        let stored = task_of(&**store, task).await;
+        assert_eq!(stored.status, TaskStatus::Running);
+        assert_eq!(stored.worker_id.as_deref(), Some("w1"));
+        assert_eq!(stored.lease_id.as_deref(), Some(a.lease_id.as_str()));
+        assert_eq!(Some(a.lease_expires), stored.lease_expires);
+        assert_eq!(a.timeout_sec, stored.timeout_sec);
+    }
+    assert_eq!(
+        got[0].as_ref().map(|a| a.lease_expires),
+        Some(t0().plus(secs(15)))
+    );
+    assert_eq!(
+        job_of(&**store, &job.job_id).await.status,
+        JobStatus::Running
+    );
+    assert_eq!(
+        job_of(&**store, &waiting.job_id).await.status,
+        JobStatus::Queued,
+        "only stale claims: the job has not started"
+    );
+    assert!(
+        store
+            .assign_many(&[], "w1", t0(), TIMING)
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+}
+
 /// Many assigners racing for the same tasks: each task is assigned exactly once.
 pub async fn concurrent_assigners_never_double_assign(store: &Arc<dyn Store>) {
     let specs: Vec<TaskSpec> = (0..40)
@@ -1694,6 +1778,7 @@ macro_rules! store_suite {
             list_tasks_filters_and_pages,
             assign_starts_an_attempt_under_a_lease,
             assign_refuses_what_is_not_dispatchable,
+            assign_many_decides_each_task_on_its_own,
             concurrent_assigners_never_double_assign,
             completion_unlocks_dependents_and_completes_the_job,
             result_is_the_chosen_sinks_output_whatever_finishes_last,

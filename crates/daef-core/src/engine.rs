@@ -265,15 +265,38 @@ impl Engine {
         let backend = self.queue.backend();
         counter!(metric::QUEUE_CLAIMED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned())
             .increment(claims.len() as u64);
+        let batch: Vec<(TaskRef, String)> = claims
+            .iter()
+            .map(|c| (c.task.clone(), transition::lease_nonce()))
+            .collect();
+        // One store step for the whole batch (one transaction in Postgres, not one per task).
+        let outcomes = match self
+            .store
+            .assign_many(&batch, worker_id, now, self.config.timing)
+            .await
+        {
+            Ok(outcomes) if outcomes.len() == claims.len() => outcomes,
+            Ok(outcomes) => {
+                let err = Error::backend(
+                    self.store.backend(),
+                    format!(
+                        "assign_many gave {} results for {} tasks",
+                        outcomes.len(),
+                        claims.len()
+                    ),
+                );
+                self.nack_all(worker_id, &claims, err, round).await;
+                return 0;
+            }
+            Err(err) => {
+                self.nack_all(worker_id, &claims, err, round).await;
+                return 0;
+            }
+        };
         let mut acks = Vec::with_capacity(claims.len());
         let mut stale = 0;
-        for claim in claims {
-            let nonce = transition::lease_nonce();
-            match self
-                .store
-                .assign(&claim.task, worker_id, &nonce, now, self.config.timing)
-                .await
-            {
+        for (claim, outcome) in claims.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(Some(assignment)) => {
                     round.assignments.push(assignment);
                     acks.push(claim.receipt);
@@ -285,12 +308,7 @@ impl Engine {
                     acks.push(claim.receipt);
                 }
                 Err(err) => {
-                    tracing::warn!(task = %claim.task, worker_id, error = %err, source = ?std::error::Error::source(&err), "assignment failed; nacking the claim");
-                    counter!(metric::SCHEDULER_ASSIGNMENT_ERRORS_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned()).increment(1);
-                    counter!(metric::QUEUE_NACKED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned(), "reason" => "assign_error").increment(1);
-                    if let Err(nack_err) = self.queue.nack(&claim).await {
-                        tracing::warn!(task = %claim.task, error = %nack_err, "nack failed; the claim returns when its visibility lapses");
-                    }
+                    self.nack_failed(worker_id, &claim, &err).await;
                     round.first_error.get_or_insert(err);
                 }
             }
@@ -305,6 +323,25 @@ impl Engine {
             }
         }
         stale
+    }
+
+    /// The store assigned none of `claims`: every one goes back for another try.
+    async fn nack_all(&self, worker_id: &str, claims: &[Claim], err: Error, round: &mut PollRound) {
+        for claim in claims {
+            self.nack_failed(worker_id, claim, &err).await;
+        }
+        round.first_error.get_or_insert(err);
+    }
+
+    /// Counts and logs a claim the store failed to assign, and returns it to the queue.
+    async fn nack_failed(&self, worker_id: &str, claim: &Claim, err: &Error) {
+        let backend = self.queue.backend();
+        tracing::warn!(task = %claim.task, worker_id, error = %err, source = ?std::error::Error::source(err), "assignment failed; nacking the claim");
+        counter!(metric::SCHEDULER_ASSIGNMENT_ERRORS_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned()).increment(1);
+        counter!(metric::QUEUE_NACKED_TOTAL, "queue_backend" => backend, "worker_id" => worker_id.to_owned(), "reason" => "assign_error").increment(1);
+        if let Err(nack_err) = self.queue.nack(claim).await {
+            tracing::warn!(task = %claim.task, error = %nack_err, "nack failed; the claim returns when its visibility lapses");
+        }
     }
 
     /// Applies a worker's report and dispatches what it unblocked.

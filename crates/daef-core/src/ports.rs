@@ -194,6 +194,25 @@ pub trait Store: Send + Sync + Debug + 'static {
         timing: Timing,
     ) -> Result<Option<Assignment>>;
 
+    /// [`Store::assign`] for several claimed tasks at once (each with its lease nonce): one
+    /// result per entry of `tasks`, in order. Each task is decided on its own: one that is not
+    /// assignable (or named twice) gets `Ok(None)` and does not stop the others. A store may
+    /// assign them all in one step (Postgres: one transaction instead of one per task); the
+    /// outer error then means that none was assigned. This default assigns one by one.
+    async fn assign_many(
+        &self,
+        tasks: &[(TaskRef, String)],
+        worker_id: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Vec<Result<Option<Assignment>>>> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for (task, nonce) in tasks {
+            out.push(self.assign(task, worker_id, nonce, now, timing).await);
+        }
+        Ok(out)
+    }
+
     /// Applies a worker's report. Unknown job or task: [`crate::Error::NotFound`].
     async fn report(
         &self,

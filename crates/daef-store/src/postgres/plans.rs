@@ -135,6 +135,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let job = "job-000087";
     let jobs = vec!["job-000087", "job-000091"];
     let tasks = vec!["t01", "t00"];
+    let nonces = vec!["n1", "n2"];
     let deps = vec!["t01".to_owned(), "t02".to_owned()];
     let tenants = vec!["tenant-7".to_owned()];
     let doublings = daef_core::transition::MAX_REDISPATCH_DOUBLINGS as i32;
@@ -259,12 +260,22 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             vec![&"w7", &now, &later],
             true,
         ),
-        ("assign: START_JOB", sql::START_JOB, vec![&job, &now], true),
-        ("assign: SHARE_JOB", sql::SHARE_JOB, vec![&job], true),
         (
-            "assign: ASSIGN_TASK",
-            sql::ASSIGN_TASK,
-            vec![&job, &"t03", &"w1", &"nonce", &now, &later],
+            "assign: LOCK_JOBS_FOR_ASSIGN",
+            sql::LOCK_JOBS_FOR_ASSIGN,
+            vec![&jobs],
+            true,
+        ),
+        (
+            "assign: ASSIGN_TASKS",
+            sql::ASSIGN_TASKS,
+            vec![&jobs, &tasks, &nonces, &"w1", &now, &later, &jobs],
+            true,
+        ),
+        (
+            "assign: START_JOBS",
+            sql::START_JOBS,
+            vec![&jobs, &now],
             true,
         ),
         ("report: LOCK_JOB", sql::LOCK_JOB, vec![&job], true),

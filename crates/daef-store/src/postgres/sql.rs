@@ -106,13 +106,47 @@ pub(super) fn list_jobs(status: bool, tenants: bool) -> (String, String) {
     )
 }
 
-/// `$1` job, `$2` now: the first assignment starts the job.
-pub(super) const START_JOB: &str = "UPDATE jobs SET status = 'Running', updated_at = $2 \
-     WHERE job_id = $1 AND status = 'Queued'";
+/// `$1` job ids (of the claimed tasks of one poll): locks them, in id order, for the
+/// assignment. An exclusive lock rather than a share lock, so that starting a job (below) never
+/// has to upgrade a lock another assigner shares; assigners of one job take turns, as reports
+/// on it already do.
+pub(super) const LOCK_JOBS_FOR_ASSIGN: &str = "SELECT job_id, status FROM jobs \
+     WHERE job_id = ANY($1) ORDER BY job_id FOR NO KEY UPDATE";
 
-/// `$1` job: keeps the job's status from changing until commit without serializing the
-/// assigners of one job (they all take this share lock).
-pub(super) const SHARE_JOB: &str = "SELECT status FROM jobs WHERE job_id = $1 FOR SHARE";
+/// `$1` job ids, `$2` task ids, `$3` lease nonces (one per claimed task), `$4` worker, `$5` now,
+/// `$6` now + lease, `$7` the jobs among them that dispatch (locked): `assign` for each claimed
+/// task that is dispatchable, a new attempt under a new lease (`lease-<attempt>-<nonce>`) that
+/// ends at the lease or the attempt's timeout, whichever is first. A task claimed twice is
+/// assigned once.
+///
+/// The claimed rows are found by primary key and locked (in `(job_id, task_id)` order) before
+/// their status is looked at: with `status = 'Queued'` in the scan, the planner may walk every
+/// queued task through a status index whenever its statistics say few are queued, which a
+/// backlog makes false, and each poll would then cost as much as the backlog is long.
+pub(super) const ASSIGN_TASKS: &str = "WITH claimed AS ( \
+         SELECT DISTINCT ON (job_id, task_id) job_id, task_id, nonce \
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(job_id, task_id, nonce) \
+         WHERE job_id = ANY($7) ORDER BY job_id, task_id), \
+     locked AS ( \
+         SELECT t.job_id, t.task_id, t.status, t.pending_dependencies, claimed.nonce \
+         FROM claimed JOIN tasks t \
+           ON t.job_id = claimed.job_id AND t.task_id = claimed.task_id \
+         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
+     UPDATE tasks t SET status = 'Running', attempt = t.attempt + 1, worker_id = $4, \
+         lease_id = 'lease-' || (t.attempt + 1)::text || '-' || locked.nonce, \
+         started_at = $5, \
+         lease_expires_at = LEAST($6::timestamptz, \
+             $5::timestamptz + t.timeout_sec * interval '1 second'), \
+         redispatch_at = NULL, redispatch_count = 0, updated_at = $5 \
+     FROM locked WHERE t.job_id = locked.job_id AND t.task_id = locked.task_id \
+       AND locked.status = 'Queued' AND locked.pending_dependencies = 0 \
+     RETURNING t.job_id, t.task_id, t.task_type, t.inputs, t.attempt, t.lease_id, \
+         t.lease_expires_at, t.timeout_sec";
+
+/// `$1` job ids (locked, each with a task just assigned), `$2` now: the first assignment
+/// starts a job.
+pub(super) const START_JOBS: &str = "UPDATE jobs SET status = 'Running', updated_at = $2 \
+     WHERE job_id = ANY($1) AND status = 'Queued'";
 
 /// `$1` job, `$2` now: `job_task_completed`; the last task completes the job with the sink
 /// task's output as its result.
@@ -181,19 +215,6 @@ pub(super) const LOCK_TASK: &str = concat!(
     task_columns!(),
     " FROM tasks WHERE job_id = $1 AND task_id = $2 FOR UPDATE"
 );
-
-/// `$1` job, `$2` task, `$3` worker, `$4` nonce, `$5` now, `$6` now + lease: `assign`, a new
-/// attempt under a new lease (`lease-<attempt>-<nonce>`) that ends at the lease or the
-/// attempt's timeout, whichever is first.
-pub(super) const ASSIGN_TASK: &str = "UPDATE tasks SET status = 'Running', \
-         attempt = attempt + 1, worker_id = $3, \
-         lease_id = 'lease-' || (attempt + 1)::text || '-' || $4::text, \
-         started_at = $5, \
-         lease_expires_at = LEAST($6::timestamptz, \
-             $5::timestamptz + timeout_sec * interval '1 second'), \
-         redispatch_at = NULL, redispatch_count = 0, updated_at = $5 \
-     WHERE job_id = $1 AND task_id = $2 AND status = 'Queued' AND pending_dependencies = 0 \
-     RETURNING task_type, inputs, attempt, lease_id, lease_expires_at, timeout_sec";
 
 /// `$1` job, `$2` task, `$3` output, `$4` idempotency key, `$5` lease, `$6` now: `complete`.
 pub(super) const COMPLETE_TASK: &str = "UPDATE tasks SET status = 'Completed', \

@@ -25,7 +25,7 @@ use daef_core::{Error, Resource, Result, Timestamp};
 use deadpool_postgres::{Client, GenericClient};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::{IsolationLevel, Row, Statement};
 
 use super::rows;
 use super::sql;
@@ -117,6 +117,18 @@ async fn execute<C: GenericClient>(
 ) -> Result<u64, tokio_postgres::Error> {
     let statement = client.prepare_cached(statement).await?;
     client.execute(&statement, params).await
+}
+
+/// Prepares (or finds cached) two statements, so that both can then be sent in one round trip:
+/// a request is written when its future is first polled, and `tokio::join!` polls in order,
+/// but a statement still to be prepared would only be sent after its prepare answered, possibly
+/// after the other one.
+async fn prepare_pair<C: GenericClient>(
+    client: &C,
+    first: &str,
+    second: &str,
+) -> Result<(Statement, Statement), tokio_postgres::Error> {
+    tokio::try_join!(client.prepare_cached(first), client.prepare_cached(second))
 }
 
 /// A count or limit as a Postgres `INTEGER`.
@@ -233,38 +245,49 @@ impl PostgresStore {
                 .collect(),
         );
 
+        let job_id = job.job_id.as_str();
+        let priority = job.priority.as_str();
+        let status = job.status.as_str();
+        let (created_at, updated_at) = (job.created_at.datetime(), job.updated_at.datetime());
+        let job_params: [&(dyn ToSql + Sync); 15] = [
+            &job_id,
+            &job.tenant,
+            &job.job_type,
+            &job.input,
+            &job.policy,
+            &priority,
+            &status,
+            &job.message,
+            &job.result_artifact_uri,
+            &job.sink_task_id,
+            &task_count,
+            &completed_tasks,
+            &dead_tasks,
+            &created_at,
+            &updated_at,
+        ];
+        let task_params: [&(dyn ToSql + Sync); 2] = [&job_id, &task_rows];
         let tx = client.transaction().await?;
-        let inserted = execute(
-            &tx,
-            sql::INSERT_JOB,
-            &[
-                &job.job_id.as_str(),
-                &job.tenant,
-                &job.job_type,
-                &job.input,
-                &job.policy,
-                &job.priority.as_str(),
-                &job.status.as_str(),
-                &job.message,
-                &job.result_artifact_uri,
-                &job.sink_task_id,
-                &task_count,
-                &completed_tasks,
-                &dead_tasks,
-                &job.created_at.datetime(),
-                &job.updated_at.datetime(),
-            ],
-        )
-        .await;
+        // Both statements in one round trip; Postgres runs them in order (the job row first),
+        // and a failed job insert makes the task insert fail too.
+        let (insert_job, insert_tasks) =
+            prepare_pair(&tx, sql::INSERT_JOB, sql::INSERT_TASKS).await?;
+        let insert_tasks = async {
+            if tasks.is_empty() {
+                Ok(0)
+            } else {
+                tx.execute(&insert_tasks, &task_params).await
+            }
+        };
+        let (inserted, tasks_inserted) =
+            tokio::join!(tx.execute(&insert_job, &job_params), insert_tasks);
         match inserted {
             Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 return Err(Error::conflict(format!("job {} already exists", job.job_id)).into());
             }
             other => other?,
         };
-        if !tasks.is_empty() {
-            execute(&tx, sql::INSERT_TASKS, &[&job.job_id.as_str(), &task_rows]).await?;
-        }
+        tasks_inserted?;
         tx.commit().await?;
         Ok(())
     }
@@ -345,49 +368,85 @@ impl PostgresStore {
         Ok(Some(u32::try_from(extended).unwrap_or(u32::MAX)))
     }
 
-    async fn assign_tx(
+    async fn assign_many_tx(
         client: &mut Client,
-        task: &TaskRef,
+        tasks: &[(TaskRef, String)],
         worker_id: &str,
-        nonce: &str,
         now: Timestamp,
         timing: Timing,
-    ) -> TxResult<Option<Assignment>> {
-        let job_id = task.job_id.as_str();
+    ) -> TxResult<Vec<Option<Assignment>>> {
+        let job_ids: Vec<&str> = tasks.iter().map(|(t, _)| t.job_id.as_str()).collect();
+        let task_ids: Vec<&str> = tasks.iter().map(|(t, _)| t.task_id.as_str()).collect();
+        let nonces: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
         let at = now.datetime();
         let lease_end = now.plus(timing.lease).datetime();
         let tx = client.transaction().await?;
-        // Before the share lock: two assigners upgrading a share lock they both hold would
-        // deadlock. Rolled back (by returning without commit) when nothing is assigned.
-        execute(&tx, sql::START_JOB, &[&job_id, &at]).await?;
-        let Some(job) = query_opt(&tx, sql::SHARE_JOB, &[&job_id]).await? else {
-            return Ok(None);
-        };
-        let status: JobStatus = rows::get_parsed(&job, "status")?;
-        if !matches!(status, JobStatus::Queued | JobStatus::Running) {
-            return Ok(None);
+        let mut dispatching: Vec<String> = Vec::new();
+        let mut queued_jobs: HashSet<String> = HashSet::new();
+        for row in &query(&tx, sql::LOCK_JOBS_FOR_ASSIGN, &[&job_ids]).await? {
+            let job_id: String = rows::get(row, "job_id")?;
+            match rows::get_parsed::<JobStatus>(row, "status")? {
+                JobStatus::Queued => {
+                    queued_jobs.insert(job_id.clone());
+                    dispatching.push(job_id);
+                }
+                JobStatus::Running => dispatching.push(job_id),
+                _ => {}
+            }
         }
-        let Some(row) = query_opt(
-            &tx,
-            sql::ASSIGN_TASK,
-            &[&job_id, &task.task_id, &worker_id, &nonce, &at, &lease_end],
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let assignment = Assignment {
-            job_id: task.job_id.clone(),
-            task_id: task.task_id.clone(),
-            task_type: rows::get(&row, "task_type")?,
-            inputs: rows::inputs(&row)?,
-            attempt: rows::get_u32(&row, "attempt")?,
-            lease_id: rows::get(&row, "lease_id")?,
-            lease_expires: rows::get_ts(&row, "lease_expires_at")?,
-            timeout_sec: rows::get_u32(&row, "timeout_sec")?,
-        };
+        let mut assigned: HashMap<(String, String), Assignment> = HashMap::new();
+        if !dispatching.is_empty() {
+            let rows = query(
+                &tx,
+                sql::ASSIGN_TASKS,
+                &[
+                    &job_ids,
+                    &task_ids,
+                    &nonces,
+                    &worker_id,
+                    &at,
+                    &lease_end,
+                    &dispatching,
+                ],
+            )
+            .await?;
+            for row in &rows {
+                let job_id: String = rows::get(row, "job_id")?;
+                let task_id: String = rows::get(row, "task_id")?;
+                let assignment = Assignment {
+                    job_id: JobId::new(job_id.clone()),
+                    task_id: task_id.clone(),
+                    task_type: rows::get(row, "task_type")?,
+                    inputs: rows::inputs(row)?,
+                    attempt: rows::get_u32(row, "attempt")?,
+                    lease_id: rows::get(row, "lease_id")?,
+                    lease_expires: rows::get_ts(row, "lease_expires_at")?,
+                    timeout_sec: rows::get_u32(row, "timeout_sec")?,
+                };
+                assigned.insert((job_id, task_id), assignment);
+            }
+        }
+        if assigned.is_empty() {
+            // Nothing was changed (rolled back on drop; only locks were taken).
+            return Ok(vec![None; tasks.len()]);
+        }
+        // A job starts with its first assignment.
+        let started: Vec<&str> = assigned
+            .keys()
+            .map(|(job, _)| job.as_str())
+            .filter(|job| queued_jobs.contains(*job))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !started.is_empty() {
+            execute(&tx, sql::START_JOBS, &[&started, &at]).await?;
+        }
         tx.commit().await?;
-        Ok(Some(assignment))
+        // Each assignment goes to the first claim of its task; repeats of it were stale.
+        Ok(tasks
+            .iter()
+            .map(|(t, _)| assigned.remove(&(t.job_id.as_str().to_owned(), t.task_id.clone())))
+            .collect())
     }
 
     async fn report_tx(
@@ -400,12 +459,20 @@ impl PostgresStore {
         let task_id = report.task.task_id.as_str();
         let at = now.datetime();
         let redispatch_at = now.plus(timing.orphan_after).datetime();
+        let job_params: [&(dyn ToSql + Sync); 1] = [&job_id];
+        let task_params: [&(dyn ToSql + Sync); 2] = [&job_id, &task_id];
         let tx = client.transaction().await?;
-        let Some(job_row) = query_opt(&tx, sql::LOCK_JOB, &[&job_id]).await? else {
+        // One round trip for both locks; Postgres takes them in order, the job row first.
+        let (lock_job, lock_task) = prepare_pair(&tx, sql::LOCK_JOB, sql::LOCK_TASK).await?;
+        let (job_row, task_row) = tokio::join!(
+            tx.query_opt(&lock_job, &job_params),
+            tx.query_opt(&lock_task, &task_params),
+        );
+        let Some(job_row) = job_row? else {
             return Err(Error::NotFound(Resource::Job).into());
         };
         let mut job = rows::job(&job_row)?;
-        let Some(task_row) = query_opt(&tx, sql::LOCK_TASK, &[&job_id, &task_id]).await? else {
+        let Some(task_row) = task_row? else {
             return Err(Error::NotFound(Resource::Task).into());
         };
         let task = rows::task(&task_row)?;
@@ -426,22 +493,28 @@ impl PostgresStore {
         };
         let effects = match report.status {
             ReportStatus::Completed => {
-                let Some(done) = query_opt(
-                    &tx,
-                    sql::COMPLETE_TASK,
-                    &[
-                        &job_id,
-                        &task_id,
-                        &report.output_artifact_uri,
-                        &report.idempotency_key,
-                        &report.lease_id,
-                        &at,
-                    ],
-                )
-                .await?
-                else {
+                let complete_params: [&(dyn ToSql + Sync); 6] = [
+                    &job_id,
+                    &task_id,
+                    &report.output_artifact_uri,
+                    &report.idempotency_key,
+                    &report.lease_id,
+                    &at,
+                ];
+                let job_params: [&(dyn ToSql + Sync); 2] = [&job_id, &at];
+                // One round trip: the task completes, then the job counts it (reading the sink's
+                // output the first statement just wrote). Unlocking dependents touches other
+                // rows and follows; should the task not match, nothing is committed.
+                let (complete, count) =
+                    prepare_pair(&tx, sql::COMPLETE_TASK, sql::JOB_TASK_COMPLETED).await?;
+                let (done, job_row) = tokio::join!(
+                    tx.query_opt(&complete, &complete_params),
+                    tx.query_one(&count, &job_params),
+                );
+                let Some(done) = done? else {
                     return Err(lost());
                 };
+                let job_row = job_row?;
                 let dependents: Vec<String> = rows::get(&done, "dependents")?;
                 let mut enqueue = Vec::new();
                 if !dependents.is_empty() {
@@ -459,7 +532,6 @@ impl PostgresStore {
                     // In the order the job declared them, as the memory store does.
                     enqueue.sort_by_key(|(r, _)| dependents.iter().position(|d| *d == r.task_id));
                 }
-                let job_row = query_one(&tx, sql::JOB_TASK_COMPLETED, &[&job_id, &at]).await?;
                 ReportEffects {
                     failure: None,
                     enqueue,
@@ -820,7 +892,24 @@ impl Store for PostgresStore {
         now: Timestamp,
         timing: Timing,
     ) -> Result<Option<Assignment>> {
-        with_retry!(self, client => Self::assign_tx(&mut client, task, worker_id, nonce, now, timing))
+        let one = [(task.clone(), nonce.to_owned())];
+        let mut got = with_retry!(self, client => Self::assign_many_tx(&mut client, &one, worker_id, now, timing))?;
+        Ok(got.pop().flatten())
+    }
+
+    async fn assign_many(
+        &self,
+        tasks: &[(TaskRef, String)],
+        worker_id: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Vec<Result<Option<Assignment>>>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction for the whole batch: one commit per poll instead of one per task.
+        let got = with_retry!(self, client => Self::assign_many_tx(&mut client, tasks, worker_id, now, timing))?;
+        Ok(got.into_iter().map(Ok).collect())
     }
 
     async fn report(

@@ -4,10 +4,15 @@
 //! construction; the rules themselves are the pure functions of `daef_core::transition`. Ordered
 //! indexes keep every hot-path and reconciler operation O(log n) in the number of stored tasks:
 //! nothing scans all jobs or tasks.
+//!
+//! A completed job can never change again, so it is kept [`packed`] (a few hundred bytes
+//! instead of several kilobytes of records); the indexes share one `Arc<str>` per job id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod packed;
+
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use daef_core::audit::{AuditDraft, AuditEvent};
@@ -57,27 +62,153 @@ impl fmt::Debug for MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    jobs: HashMap<JobId, JobEntry>,
+    jobs: HashMap<Arc<str>, Slot>,
+    /// Where completed jobs are kept, packed.
+    done: Arena,
     idx: Indexes,
     workers: HashMap<String, Worker>,
     audit: Vec<AuditEvent>,
 }
 
+/// One stored job.
+enum Slot {
+    /// A job that may still change.
+    Live(Box<JobEntry>),
+    /// A completed job, [`packed`] into the [`Arena`]: it is only ever read again.
+    Done(Packed),
+}
+
+/// Where a packed job sits in the [`Arena`].
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    segment: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// Append-only storage for packed jobs, in large segments. Completed jobs are never changed or
+/// removed, so they need no allocation of their own: a few hundred bytes each, kept apart from
+/// the short-lived allocations of requests, they would otherwise fragment the heap until every
+/// allocation of the process slowed down as the history grew.
+#[derive(Default)]
+struct Arena {
+    segments: Vec<Vec<u8>>,
+}
+
+/// Size of one arena segment (large enough to be mapped on its own, outside the heap).
+const SEGMENT_BYTES: usize = 1 << 20;
+
+impl Arena {
+    fn push(&mut self, bytes: &[u8]) -> Packed {
+        let fits = self
+            .segments
+            .last()
+            .is_some_and(|s| s.capacity() - s.len() >= bytes.len());
+        if !fits {
+            self.segments
+                .push(Vec::with_capacity(SEGMENT_BYTES.max(bytes.len())));
+        }
+        let segment = self.segments.len() - 1;
+        let buf = &mut self.segments[segment];
+        let offset = buf.len();
+        buf.extend_from_slice(bytes);
+        // Segments hold at most max(1 MiB, one job) bytes and number far fewer than 2^32.
+        Packed {
+            segment: segment as u32,
+            offset: offset as u32,
+            len: bytes.len() as u32,
+        }
+    }
+
+    fn get(&self, at: Packed) -> Result<&[u8]> {
+        let start = at.offset as usize;
+        self.segments
+            .get(at.segment as usize)
+            .and_then(|s| s.get(start..start + at.len as usize))
+            .ok_or_else(|| Error::backend("memory", "a packed job is out of range"))
+    }
+}
+
 struct JobEntry {
+    /// The key of the job in `Inner::jobs` and in the job indexes.
+    id: Arc<str>,
     job: Job,
-    tasks: BTreeMap<String, Task>,
+    tasks: Tasks,
     /// task id -> ids of the tasks that depend on it.
     dependents: HashMap<String, Vec<String>>,
+}
+
+/// A job's tasks, sorted by task id. A vector rather than a map: most jobs have one task or
+/// a few, and a `BTreeMap` would allocate a node for eleven.
+struct Tasks(Vec<Task>);
+
+impl Tasks {
+    fn new(tasks: &[Task]) -> Self {
+        let mut tasks = tasks.to_vec();
+        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        Self(tasks)
+    }
+
+    fn get(&self, task_id: &str) -> Option<&Task> {
+        let i = self
+            .0
+            .binary_search_by(|t| t.task_id.as_str().cmp(task_id))
+            .ok()?;
+        self.0.get(i)
+    }
+
+    fn get_mut(&mut self, task_id: &str) -> Option<&mut Task> {
+        let i = self
+            .0
+            .binary_search_by(|t| t.task_id.as_str().cmp(task_id))
+            .ok()?;
+        self.0.get_mut(i)
+    }
+
+    fn values(&self) -> std::slice::Iter<'_, Task> {
+        self.0.iter()
+    }
+
+    fn values_mut(&mut self) -> std::slice::IterMut<'_, Task> {
+        self.0.iter_mut()
+    }
+}
+
+impl Slot {
+    fn job(&self, id: &str, arena: &Arena) -> Result<Job> {
+        match self {
+            Slot::Live(entry) => Ok(entry.job.clone()),
+            Slot::Done(at) => packed::unpack_job(id, arena.get(*at)?),
+        }
+    }
+
+    /// A packed slot when the job has completed, else the entry as it is.
+    fn settle(entry: Box<JobEntry>, arena: &mut Arena) -> Slot {
+        if entry.job.status == JobStatus::Completed {
+            Slot::Done(arena.push(&packed::pack(&entry.job, entry.tasks.values())))
+        } else {
+            Slot::Live(entry)
+        }
+    }
+}
+
+/// Job ids in id order (each set's newest last).
+type JobSet = BTreeSet<Arc<str>>;
+
+/// One tenant's jobs, all and by status.
+#[derive(Default)]
+struct TenantJobs {
+    all: JobSet,
+    by_status: HashMap<JobStatus, JobSet>,
 }
 
 /// Secondary indexes. Each task or job is removed from them before it changes and added back
 /// after, so they always agree with the records.
 #[derive(Default)]
 struct Indexes {
-    jobs: BTreeSet<JobId>,
-    jobs_by_status: HashMap<JobStatus, BTreeSet<JobId>>,
-    jobs_by_tenant: HashMap<String, BTreeSet<JobId>>,
-    jobs_by_tenant_status: HashMap<(String, JobStatus), BTreeSet<JobId>>,
+    jobs: JobSet,
+    jobs_by_status: HashMap<JobStatus, JobSet>,
+    jobs_by_tenant: HashMap<String, TenantJobs>,
     /// Running tasks by lease deadline.
     leases: BTreeSet<(Timestamp, TaskRef)>,
     /// Dispatchable tasks by the time the reconciler should enqueue them again.
@@ -89,44 +220,43 @@ struct Indexes {
 }
 
 impl Indexes {
-    fn add_job(&mut self, job: &Job) {
-        self.jobs.insert(job.job_id.clone());
+    fn add_job(&mut self, id: &Arc<str>, job: &Job) {
+        self.jobs.insert(Arc::clone(id));
         self.jobs_by_status
             .entry(job.status)
             .or_default()
-            .insert(job.job_id.clone());
-        self.jobs_by_tenant
-            .entry(job.tenant.clone())
+            .insert(Arc::clone(id));
+        let tenant = self.jobs_by_tenant.entry(job.tenant.clone()).or_default();
+        tenant.all.insert(Arc::clone(id));
+        tenant
+            .by_status
+            .entry(job.status)
             .or_default()
-            .insert(job.job_id.clone());
-        self.jobs_by_tenant_status
-            .entry((job.tenant.clone(), job.status))
-            .or_default()
-            .insert(job.job_id.clone());
+            .insert(Arc::clone(id));
     }
 
     /// Moves a job between status sets; the only job field the indexes depend on that changes.
-    fn job_status_changed(&mut self, job: &Job, old: JobStatus) {
+    fn job_status_changed(&mut self, id: &Arc<str>, job: &Job, old: JobStatus) {
         if old == job.status {
             return;
         }
         if let Some(set) = self.jobs_by_status.get_mut(&old) {
-            set.remove(&job.job_id);
-        }
-        if let Some(set) = self
-            .jobs_by_tenant_status
-            .get_mut(&(job.tenant.clone(), old))
-        {
-            set.remove(&job.job_id);
+            set.remove(id);
         }
         self.jobs_by_status
             .entry(job.status)
             .or_default()
-            .insert(job.job_id.clone());
-        self.jobs_by_tenant_status
-            .entry((job.tenant.clone(), job.status))
-            .or_default()
-            .insert(job.job_id.clone());
+            .insert(Arc::clone(id));
+        if let Some(tenant) = self.jobs_by_tenant.get_mut(job.tenant.as_str()) {
+            if let Some(set) = tenant.by_status.get_mut(&old) {
+                set.remove(id);
+            }
+            tenant
+                .by_status
+                .entry(job.status)
+                .or_default()
+                .insert(Arc::clone(id));
+        }
     }
 
     fn add_task(&mut self, task: &Task) {
@@ -179,26 +309,33 @@ impl Indexes {
         result
     }
 
-    /// Applies `change` to a job, keeping the indexes in step.
-    fn update_job<R>(&mut self, job: &mut Job, change: impl FnOnce(&mut Job) -> R) -> R {
+    /// Applies `change` to the job `id`, keeping the indexes in step.
+    fn update_job<R>(
+        &mut self,
+        id: &Arc<str>,
+        job: &mut Job,
+        change: impl FnOnce(&mut Job) -> R,
+    ) -> R {
         let old = job.status;
         let result = change(job);
-        self.job_status_changed(job, old);
+        self.job_status_changed(id, job, old);
         result
     }
 
     /// The ids of jobs matching the filters, as ordered sets (each newest last).
-    fn job_sets(&self, query: &JobQuery) -> Vec<&BTreeSet<JobId>> {
+    fn job_sets(&self, query: &JobQuery) -> Vec<&JobSet> {
         match (&query.tenants, query.status) {
             (None, None) => vec![&self.jobs],
             (None, Some(status)) => self.jobs_by_status.get(&status).into_iter().collect(),
             (Some(tenants), None) => tenants
                 .iter()
-                .filter_map(|t| self.jobs_by_tenant.get(t))
+                .filter_map(|t| self.jobs_by_tenant.get(t.as_str()))
+                .map(|t| &t.all)
                 .collect(),
             (Some(tenants), Some(status)) => tenants
                 .iter()
-                .filter_map(|t| self.jobs_by_tenant_status.get(&(t.clone(), status)))
+                .filter_map(|t| self.jobs_by_tenant.get(t.as_str()))
+                .filter_map(|t| t.by_status.get(&status))
                 .collect(),
         }
     }
@@ -215,10 +352,61 @@ fn due(index: &BTreeSet<(Timestamp, TaskRef)>, now: Timestamp, limit: usize) -> 
 }
 
 impl Inner {
-    fn entry_mut(&mut self, job_id: &JobId) -> Result<(&mut JobEntry, &mut Indexes)> {
+    /// A live job and the indexes; `None` for an unknown job or a completed one (which nothing
+    /// changes any more).
+    fn live_mut(&mut self, job_id: &JobId) -> Option<(&mut JobEntry, &mut Indexes)> {
         let Inner { jobs, idx, .. } = self;
-        let entry = jobs.get_mut(job_id).ok_or(Error::NotFound(Resource::Job))?;
-        Ok((entry, idx))
+        match jobs.get_mut(job_id.as_str())? {
+            Slot::Live(entry) => Some((entry, idx)),
+            Slot::Done(_) => None,
+        }
+    }
+
+    /// [`Inner::live_mut`] for jobs the indexes named: they are live by construction.
+    fn indexed_mut(&mut self, job_id: &JobId) -> Result<(&mut JobEntry, &mut Indexes)> {
+        self.live_mut(job_id).ok_or_else(|| {
+            Error::backend(
+                "memory",
+                format!("index names job {job_id}, which is not live"),
+            )
+        })
+    }
+
+    /// `Queued → Running` under a new lease, when the task is dispatchable and its job
+    /// dispatching.
+    fn assign(
+        &mut self,
+        task_ref: &TaskRef,
+        worker_id: &str,
+        nonce: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Option<Assignment> {
+        let (entry, idx) = self.live_mut(&task_ref.job_id)?;
+        let JobEntry { id, job, tasks, .. } = entry;
+        let task = tasks.get_mut(&task_ref.task_id)?;
+        let old_status = job.status;
+        let assigned = idx.update_task(task, |t| {
+            transition::assign(job, t, worker_id, nonce, now, timing)
+        });
+        idx.job_status_changed(id, job, old_status);
+        assigned.ok()
+    }
+
+    /// Packs the job when it has completed.
+    fn settle(&mut self, job_id: &JobId) {
+        if let Some(slot) = self.jobs.get_mut(job_id.as_str())
+            && matches!(slot, Slot::Live(entry) if entry.job.status == JobStatus::Completed)
+        {
+            let placeholder = Slot::Done(Packed {
+                segment: u32::MAX,
+                offset: 0,
+                len: 0,
+            });
+            if let Slot::Live(entry) = std::mem::replace(slot, placeholder) {
+                *slot = Slot::settle(entry, &mut self.done);
+            }
+        }
     }
 }
 
@@ -260,11 +448,32 @@ impl JobEntry {
         let Some(task) = self.tasks.get(task_id).cloned() else {
             return;
         };
-        idx.update_job(&mut self.job, |job| {
+        idx.update_job(&self.id, &mut self.job, |job| {
             transition::job_task_dead_lettered(job, &task, now)
         });
         self.pause_dispatch(idx);
     }
+}
+
+/// A report on a task of a completed job: decided like any other, but it can only be a
+/// duplicate or be refused (every task of the job has completed).
+fn report_on_finished(inner: &Inner, report: &Report) -> Result<ReportOutcome> {
+    let id = report.task.job_id.as_str();
+    let Some(Slot::Done(at)) = inner.jobs.get(id) else {
+        return Err(Error::NotFound(Resource::Job));
+    };
+    let (job, tasks) = packed::unpack(id, inner.done.get(*at)?)?;
+    let task = tasks
+        .iter()
+        .find(|t| t.task_id == report.task.task_id)
+        .ok_or(Error::NotFound(Resource::Task))?;
+    Ok(match transition::check_report(&job, task, report) {
+        ReportCheck::JobCanceled => ReportOutcome::JobCanceled,
+        ReportCheck::Duplicate => ReportOutcome::Duplicate,
+        ReportCheck::StaleLease => ReportOutcome::StaleLease,
+        // `Apply` needs a running task, which a completed job does not have.
+        ReportCheck::NotRunning | ReportCheck::Apply => ReportOutcome::NotRunning,
+    })
 }
 
 #[async_trait]
@@ -279,7 +488,7 @@ impl Store for MemoryStore {
 
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
         let mut inner = self.lock();
-        if inner.jobs.contains_key(&job.job_id) {
+        if inner.jobs.contains_key(job.job_id.as_str()) {
             return Err(Error::conflict(format!(
                 "job {} already exists",
                 job.job_id
@@ -294,31 +503,36 @@ impl Store for MemoryStore {
                     .push(task.task_id.clone());
             }
         }
-        inner.idx.add_job(job);
+        let id: Arc<str> = Arc::from(job.job_id.as_str());
+        inner.idx.add_job(&id, job);
         for task in tasks {
             inner.idx.add_task(task);
         }
-        let entry = JobEntry {
+        let entry = Box::new(JobEntry {
+            id: Arc::clone(&id),
             job: job.clone(),
-            tasks: tasks
-                .iter()
-                .map(|t| (t.task_id.clone(), t.clone()))
-                .collect(),
+            tasks: Tasks::new(tasks),
             dependents,
-        };
-        inner.jobs.insert(job.job_id.clone(), entry);
+        });
+        let slot = Slot::settle(entry, &mut inner.done);
+        inner.jobs.insert(id, slot);
         Ok(())
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {
-        Ok(self.lock().jobs.get(job_id).map(|e| e.job.clone()))
+        let inner = self.lock();
+        inner
+            .jobs
+            .get(job_id.as_str())
+            .map(|slot| slot.job(job_id.as_str(), &inner.done))
+            .transpose()
     }
 
     async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
         let inner = self.lock();
         let sets = inner.idx.job_sets(query);
         let total = sets.iter().map(|s| s.len() as u64).sum();
-        let page: Vec<&JobId> = if let [set] = sets.as_slice() {
+        let page: Vec<&Arc<str>> = if let [set] = sets.as_slice() {
             set.iter()
                 .rev()
                 .skip(query.offset)
@@ -326,7 +540,7 @@ impl Store for MemoryStore {
                 .collect()
         } else {
             // Several tenants: merge their sets (a token rarely holds more than a few).
-            let mut ids: Vec<&JobId> = sets.iter().flat_map(|s| s.iter()).collect();
+            let mut ids: Vec<&Arc<str>> = sets.iter().flat_map(|s| s.iter()).collect();
             ids.sort_unstable_by(|a, b| b.cmp(a));
             ids.into_iter()
                 .skip(query.offset)
@@ -335,18 +549,23 @@ impl Store for MemoryStore {
         };
         let items = page
             .into_iter()
-            .filter_map(|id| inner.jobs.get(id))
-            .map(|e| e.job.clone())
-            .collect();
+            .filter_map(|id| inner.jobs.get(id).map(|slot| slot.job(id, &inner.done)))
+            .collect::<Result<_>>()?;
         Ok(Page { total, items })
     }
 
     async fn list_tasks(&self, job_id: &JobId, query: &TaskQuery) -> Result<Option<Page<Task>>> {
         let inner = self.lock();
-        let Some(entry) = inner.jobs.get(job_id) else {
-            return Ok(None);
+        let unpacked;
+        let tasks: Vec<&Task> = match inner.jobs.get(job_id.as_str()) {
+            None => return Ok(None),
+            Some(Slot::Live(entry)) => entry.tasks.values().collect(),
+            Some(Slot::Done(at)) => {
+                unpacked = packed::unpack(job_id.as_str(), inner.done.get(*at)?)?.1;
+                unpacked.iter().collect()
+            }
         };
-        let matching = entry.tasks.values().filter(|t| {
+        let matching = tasks.into_iter().filter(|t| {
             query.status.is_none_or(|s| t.status == s)
                 && query
                     .worker_id
@@ -413,10 +632,10 @@ impl Store for MemoryStore {
             .unwrap_or_default();
         let mut extended = 0;
         for key in running {
-            let Some(task) = jobs
-                .get_mut(&key.job_id)
-                .and_then(|e| e.tasks.get_mut(&key.task_id))
-            else {
+            let Some(Slot::Live(entry)) = jobs.get_mut(key.job_id.as_str()) else {
+                continue;
+            };
+            let Some(task) = entry.tasks.get_mut(&key.task_id) else {
                 continue;
             };
             if idx.update_task(task, |t| transition::extend_lease(t, now, timing)) {
@@ -434,20 +653,22 @@ impl Store for MemoryStore {
         now: Timestamp,
         timing: Timing,
     ) -> Result<Option<Assignment>> {
+        Ok(self.lock().assign(task_ref, worker_id, nonce, now, timing))
+    }
+
+    async fn assign_many(
+        &self,
+        tasks: &[(TaskRef, String)],
+        worker_id: &str,
+        now: Timestamp,
+        timing: Timing,
+    ) -> Result<Vec<Result<Option<Assignment>>>> {
+        // Under one lock acquisition rather than one per task.
         let mut inner = self.lock();
-        let Ok((entry, idx)) = inner.entry_mut(&task_ref.job_id) else {
-            return Ok(None);
-        };
-        let JobEntry { job, tasks, .. } = entry;
-        let Some(task) = tasks.get_mut(&task_ref.task_id) else {
-            return Ok(None);
-        };
-        let old_status = job.status;
-        let assigned = idx.update_task(task, |t| {
-            transition::assign(job, t, worker_id, nonce, now, timing)
-        });
-        idx.job_status_changed(job, old_status);
-        Ok(assigned.ok())
+        Ok(tasks
+            .iter()
+            .map(|(task, nonce)| Ok(inner.assign(task, worker_id, nonce, now, timing)))
+            .collect())
     }
 
     async fn report(
@@ -457,7 +678,9 @@ impl Store for MemoryStore {
         timing: Timing,
     ) -> Result<ReportOutcome> {
         let mut inner = self.lock();
-        let (entry, idx) = inner.entry_mut(&report.task.job_id)?;
+        let Some((entry, idx)) = inner.live_mut(&report.task.job_id) else {
+            return report_on_finished(&inner, report);
+        };
         let task = entry
             .tasks
             .get(&report.task.task_id)
@@ -497,7 +720,7 @@ impl Store for MemoryStore {
                     .tasks
                     .get(&entry.job.sink_task_id)
                     .and_then(|sink| sink.output_artifact_uri.clone());
-                idx.update_job(&mut entry.job, |job| {
+                idx.update_job(&entry.id, &mut entry.job, |job| {
                     transition::job_task_completed(job, sink_output.as_deref(), now)
                 });
             }
@@ -508,19 +731,30 @@ impl Store for MemoryStore {
             }
             Some(AttemptOutcome::DeadLettered) => entry.task_dead_lettered(idx, &task.task_id, now),
         }
+        let job_status = entry.job.status;
+        inner.settle(&report.task.job_id);
         Ok(ReportOutcome::Applied(ReportEffects {
             failure,
             enqueue,
-            job_status: entry.job.status,
+            job_status,
         }))
     }
 
     async fn cancel_job(&self, job_id: &JobId, now: Timestamp) -> Result<Option<CancelOutcome>> {
         let mut inner = self.lock();
-        let Ok((entry, idx)) = inner.entry_mut(job_id) else {
-            return Ok(None);
+        let Some((entry, idx)) = inner.live_mut(job_id) else {
+            // A completed job: canceling it changes nothing.
+            return match inner.jobs.get(job_id.as_str()) {
+                None => Ok(None),
+                Some(slot) => {
+                    let mut job = slot.job(job_id.as_str(), &inner.done)?;
+                    Ok(Some(transition::cancel_job(&mut job, now)))
+                }
+            };
         };
-        let outcome = idx.update_job(&mut entry.job, |job| transition::cancel_job(job, now));
+        let outcome = idx.update_job(&entry.id, &mut entry.job, |job| {
+            transition::cancel_job(job, now)
+        });
         if outcome == CancelOutcome::Canceled {
             for task in entry.tasks.values_mut() {
                 idx.update_task(task, |t| transition::cancel_task(t, now));
@@ -539,7 +773,7 @@ impl Store for MemoryStore {
         let lapsed = due(&guard.idx.leases, now, limit);
         let mut expired = Vec::with_capacity(lapsed.len());
         for key in lapsed {
-            let (entry, idx) = guard.entry_mut(&key.job_id)?;
+            let (entry, idx) = guard.indexed_mut(&key.job_id)?;
             let dispatching = transition::job_is_dispatching(&entry.job);
             let task = entry.task_mut(&key.task_id)?;
             let worker_id = task.worker_id.clone().unwrap_or_default();
@@ -576,7 +810,7 @@ impl Store for MemoryStore {
         let orphaned = due(&guard.idx.redispatch, now, limit);
         let mut orphans = Vec::with_capacity(orphaned.len());
         for key in orphaned {
-            let (entry, idx) = guard.entry_mut(&key.job_id)?;
+            let (entry, idx) = guard.indexed_mut(&key.job_id)?;
             let task = entry.task_mut(&key.task_id)?;
             idx.update_task(task, |t| transition::redispatched(t, now, timing));
             orphans.push((key, task.priority));
@@ -592,7 +826,9 @@ impl Store for MemoryStore {
             .iter()
             .take(limit)
             .filter_map(|(at, key)| {
-                let entry = inner.jobs.get(&key.job_id)?;
+                let Slot::Live(entry) = inner.jobs.get(key.job_id.as_str())? else {
+                    return None;
+                };
                 let task = entry.tasks.get(&key.task_id)?;
                 Some(DeadLetter {
                     job_id: key.job_id.clone(),
@@ -612,12 +848,13 @@ impl Store for MemoryStore {
 
     async fn count_dead_among(&self, tasks: &[TaskRef]) -> Result<u64> {
         let inner = self.lock();
-        let is_dead = |key: &TaskRef| {
-            inner
-                .jobs
-                .get(&key.job_id)
-                .and_then(|e| e.tasks.get(&key.task_id))
-                .is_some_and(|t| t.status == TaskStatus::Failed && t.dead_lettered_at.is_some())
+        // Dead letters are never in completed (packed) jobs.
+        let is_dead = |key: &TaskRef| match inner.jobs.get(key.job_id.as_str()) {
+            Some(Slot::Live(entry)) => entry
+                .tasks
+                .get(&key.task_id)
+                .is_some_and(|t| t.status == TaskStatus::Failed && t.dead_lettered_at.is_some()),
+            _ => false,
         };
         Ok(tasks.iter().filter(|k| is_dead(k)).count() as u64)
     }
@@ -631,7 +868,7 @@ impl Store for MemoryStore {
         let mut guard = self.lock();
         let mut outcome = RequeueOutcome::default();
         for key in tasks {
-            let Ok((entry, idx)) = guard.entry_mut(&key.job_id) else {
+            let Some((entry, idx)) = guard.live_mut(&key.job_id) else {
                 continue;
             };
             let Some(task) = entry.tasks.get_mut(&key.task_id) else {
@@ -641,7 +878,7 @@ impl Store for MemoryStore {
                 continue;
             }
             outcome.requeued.push(key.clone());
-            if idx.update_job(&mut entry.job, |job| {
+            if idx.update_job(&entry.id, &mut entry.job, |job| {
                 transition::job_task_requeued(job, now)
             }) {
                 outcome
