@@ -5,6 +5,11 @@
 //!   example, the doc tests, and every test with cargo-nextest (its summary is the last line).
 //! - `migrate`: applies Postgres migrations (`daef-gateway migrate`).
 //! - `ci`: `cargo fmt --check`, clippy with `-D warnings`, then `test`.
+//! - `bench [--quick]`: builds daef-bench and daef-gateway in release mode, measures the HTTP,
+//!   Redis and Postgres ceilings and the gateway in memory and Postgres + Redis mode, and writes
+//!   the table into docs/benchmarks.md (see `bench.rs`).
+
+mod bench;
 
 use std::env;
 use std::net::{SocketAddr, TcpStream};
@@ -18,8 +23,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("migrate") => migrate(&args[1..]),
         Some("ci") => ci(),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [nextest args…] | migrate | ci>");
+            eprintln!(
+                "usage: cargo xtask <test [nextest args…] | migrate | ci | bench [--quick] [--no-docs] [-- <daef-bench run options>]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -80,6 +88,12 @@ fn test(extra: &[String]) -> Result<(), String> {
         example,
         "the embedding example (daef-core/examples/in_process.rs)",
     )?;
+    // Process-level tests (system, end-to-end, deploy checks) run the workspace's binaries;
+    // test builds do not produce them, so build them first.
+    let mut bins = cargo();
+    bins.args(["build", "--workspace", "--bins", "--all-features"]);
+    run(bins, "cargo build --bins")?;
+
     let mut tests = cargo();
     if nextest_available() {
         tests.args([

@@ -1,0 +1,213 @@
+//! Printing results: a table for people, `key=value` lines for `cargo xtask bench`.
+
+use std::fmt::Write as _;
+
+use crate::ceiling::CeilingResult;
+use crate::gateway::Rss;
+use crate::load::LoadResult;
+use crate::stats::{Latency, Ms};
+
+/// Everything one `daef-bench run` measured.
+#[derive(Debug)]
+pub(crate) struct RunReport {
+    pub(crate) url: String,
+    pub(crate) mode: &'static str,
+    pub(crate) clients: usize,
+    pub(crate) workers: usize,
+    pub(crate) max_tasks: u32,
+    pub(crate) wait_ms: Option<u32>,
+    pub(crate) max_in_flight: usize,
+    /// Finished tasks in the store when the measured phase began.
+    pub(crate) stored_before: u64,
+    pub(crate) rss_before: Option<Rss>,
+    pub(crate) rss_after: Option<Rss>,
+    pub(crate) result: LoadResult,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl RunReport {
+    /// Every task completed, without a single error.
+    pub(crate) fn ok(&self) -> bool {
+        self.result.finished
+            && self.result.completed == self.result.tasks
+            && self.result.error_count() == 0
+    }
+
+    /// The protocol's minimum: a submit and a report per task, and one poll per `max_tasks`.
+    pub(crate) fn min_requests_per_task(&self) -> f64 {
+        2.0 + 1.0 / f64::from(self.max_tasks)
+    }
+
+    pub(crate) fn text(&self) -> String {
+        let r = &self.result;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "daef-bench: {} ({}), {} clients, {} workers, max_tasks {}, at most {} in flight{}, {} tasks stored before",
+            self.url,
+            self.mode,
+            self.clients,
+            self.workers,
+            self.max_tasks,
+            self.max_in_flight,
+            self.wait_ms
+                .map(|w| format!(", wait_ms {w}"))
+                .unwrap_or_default(),
+            self.stored_before
+        );
+        let _ = writeln!(
+            out,
+            "  {} of {} tasks in {:.2} s: {:.0} tasks/s end to end (submits done after {:.2} s)",
+            r.completed,
+            r.tasks,
+            r.elapsed.as_secs_f64(),
+            r.tasks_per_sec(),
+            r.submit_elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  requests: {} submit, {} poll ({} empty), {} report = {:.2} per task (minimum {:.2})",
+            r.requests_submit,
+            r.requests_poll,
+            r.requests_poll_empty,
+            r.requests_report,
+            r.requests_per_task(),
+            self.min_requests_per_task()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>8} {:>9} {:>9} {:>9} {:>7}",
+            "latency (ms)", "count", "p50", "p99", "max", "p99/p50"
+        );
+        for (name, l) in [
+            ("submit", &r.submit),
+            ("poll (all)", &r.poll),
+            ("poll (with work)", &r.poll_busy),
+            ("report", &r.report),
+            ("submit-to-completion", &r.end_to_end),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {:<22} {:>8} {:>9} {:>9} {:>9} {:>7.1}",
+                name,
+                l.count,
+                Ms(l.p50_us).to_string(),
+                Ms(l.p99_us).to_string(),
+                Ms(l.max_us).to_string(),
+                l.tail_ratio()
+            );
+        }
+        if let (Some(before), Some(after)) = (self.rss_before, self.rss_after) {
+            let _ = writeln!(
+                out,
+                "  gateway RSS: {:.1} MiB before the measured phase, {:.1} MiB after (peak {:.1} MiB)",
+                mib(before.rss_kib),
+                mib(after.rss_kib),
+                mib(after.peak_kib)
+            );
+        }
+        if r.errors.is_empty() {
+            let _ = writeln!(out, "  errors: none");
+        } else {
+            let _ = writeln!(out, "  errors ({}):", r.error_count());
+            for (text, n) in &r.errors {
+                let _ = writeln!(out, "    {n:>7} × {text}");
+            }
+        }
+        out
+    }
+
+    pub(crate) fn summary(&self) -> String {
+        let r = &self.result;
+        let mut out = String::new();
+        let mut kv = |k: &str, v: String| {
+            let _ = writeln!(out, "{k}={v}");
+        };
+        kv("mode", self.mode.to_owned());
+        kv("url", self.url.clone());
+        kv("clients", self.clients.to_string());
+        kv("workers", self.workers.to_string());
+        kv("max_tasks", self.max_tasks.to_string());
+        kv("max_in_flight", self.max_in_flight.to_string());
+        kv(
+            "wait_ms",
+            self.wait_ms.map(|w| w.to_string()).unwrap_or_default(),
+        );
+        kv("stored_before", self.stored_before.to_string());
+        kv("tasks", r.tasks.to_string());
+        kv("completed", r.completed.to_string());
+        kv("finished", r.finished.to_string());
+        kv("elapsed_s", format!("{:.3}", r.elapsed.as_secs_f64()));
+        kv("tasks_per_sec", format!("{:.1}", r.tasks_per_sec()));
+        kv("requests_submit", r.requests_submit.to_string());
+        kv("requests_poll", r.requests_poll.to_string());
+        kv("requests_poll_empty", r.requests_poll_empty.to_string());
+        kv("requests_report", r.requests_report.to_string());
+        kv("requests_per_task", format!("{:.3}", r.requests_per_task()));
+        kv(
+            "min_requests_per_task",
+            format!("{:.3}", self.min_requests_per_task()),
+        );
+        let lat = |kv: &mut dyn FnMut(&str, String), name: &str, l: &Latency| {
+            kv(&format!("{name}_count"), l.count.to_string());
+            kv(
+                &format!("{name}_p50_ms"),
+                format!("{:.3}", f64::from(l.p50_us) / 1000.0),
+            );
+            kv(
+                &format!("{name}_p99_ms"),
+                format!("{:.3}", f64::from(l.p99_us) / 1000.0),
+            );
+            kv(
+                &format!("{name}_max_ms"),
+                format!("{:.3}", f64::from(l.max_us) / 1000.0),
+            );
+        };
+        lat(&mut kv, "submit", &r.submit);
+        lat(&mut kv, "poll", &r.poll);
+        lat(&mut kv, "poll_busy", &r.poll_busy);
+        lat(&mut kv, "report", &r.report);
+        lat(&mut kv, "e2e", &r.end_to_end);
+        if let Some(rss) = self.rss_after {
+            kv("rss_mib", format!("{:.1}", mib(rss.rss_kib)));
+            kv("peak_rss_mib", format!("{:.1}", mib(rss.peak_kib)));
+        }
+        kv("errors", r.error_count().to_string());
+        for (i, (text, n)) in r.errors.iter().enumerate() {
+            kv(
+                &format!("error_{i}"),
+                format!("{n} x {}", text.replace('\n', " ")),
+            );
+        }
+        out
+    }
+}
+
+pub(crate) fn ceiling_text(c: &CeilingResult) -> String {
+    format!(
+        "http ceiling: {} requests over {} connections in {:.2} s: {:.0} requests/s; p50 {} ms, p99 {} ms; {} errors\n",
+        c.requests,
+        c.concurrency,
+        c.elapsed.as_secs_f64(),
+        c.requests_per_sec(),
+        Ms(c.latency.p50_us),
+        Ms(c.latency.p99_us),
+        c.errors
+    )
+}
+
+pub(crate) fn ceiling_summary(c: &CeilingResult) -> String {
+    format!(
+        "requests={}\nconcurrency={}\nelapsed_s={:.3}\nrequests_per_sec={:.1}\np50_ms={:.3}\np99_ms={:.3}\nerrors={}\n",
+        c.requests,
+        c.concurrency,
+        c.elapsed.as_secs_f64(),
+        c.requests_per_sec(),
+        f64::from(c.latency.p50_us) / 1000.0,
+        f64::from(c.latency.p99_us) / 1000.0,
+        c.errors
+    )
+}
