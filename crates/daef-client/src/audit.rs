@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub use daef_core::audit::to_csv;
 use daef_core::audit::{AuditEvent, ChainVerifier, Verification};
 use serde::Serialize;
 
@@ -95,43 +96,6 @@ pub async fn check_chain(client: &Client) -> Result<ChainCheck> {
         server,
         first_bad_event,
     })
-}
-
-/// The CSV export of DESIGN.md §6 (RFC 4180, CRLF line ends), one row per event in the order
-/// given.
-pub fn to_csv(events: &[AuditEvent]) -> String {
-    let mut out = String::from(
-        "id,created_at,action,actor,tenant,remote_addr,resource,payload_hash,prev_hash,event_hash,requested,result,details\r\n",
-    );
-    for e in events {
-        let fields = [
-            e.id.to_string(),
-            e.created_at.to_string(),
-            e.action.clone(),
-            e.actor.clone(),
-            e.tenant.clone(),
-            e.remote_addr.clone(),
-            e.resource.clone(),
-            e.payload_hash.clone(),
-            e.prev_hash.clone(),
-            e.event_hash.clone(),
-            e.requested.to_string(),
-            e.result.clone(),
-            e.details.clone(),
-        ];
-        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
 }
 
 #[cfg(test)]

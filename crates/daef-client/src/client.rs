@@ -420,15 +420,7 @@ impl Client {
     /// `GET /v1/workers/{id}/assignments?max_tasks=N`; [`Error::NotFound`] when the gateway does
     /// not know the worker.
     pub async fn poll(&self, worker_id: &str, max_tasks: u32) -> Result<Vec<Assignment>> {
-        #[derive(serde::Deserialize)]
-        struct Assignments {
-            assignments: Vec<Assignment>,
-        }
-        let mut q = QueryString::new();
-        q.num("max_tasks", Some(u64::from(max_tasks)));
-        let path = format!("/v1/workers/{}/assignments", segment(worker_id));
-        let got: Assignments = self.get(&path, q.finish()).await?;
-        Ok(got.assignments)
+        self.assignments(worker_id, max_tasks, None).await
     }
 
     /// [`Client::poll`] as a long poll: when nothing is ready the gateway holds the request for
@@ -440,13 +432,22 @@ impl Client {
         max_tasks: u32,
         wait_ms: u32,
     ) -> Result<Vec<Assignment>> {
+        self.assignments(worker_id, max_tasks, Some(wait_ms)).await
+    }
+
+    async fn assignments(
+        &self,
+        worker_id: &str,
+        max_tasks: u32,
+        wait_ms: Option<u32>,
+    ) -> Result<Vec<Assignment>> {
         #[derive(serde::Deserialize)]
         struct Assignments {
             assignments: Vec<Assignment>,
         }
         let mut q = QueryString::new();
         q.num("max_tasks", Some(u64::from(max_tasks)));
-        q.num("wait_ms", Some(u64::from(wait_ms)));
+        q.num("wait_ms", wait_ms.map(u64::from));
         let path = format!("/v1/workers/{}/assignments", segment(worker_id));
         let got: Assignments = self.get(&path, q.finish()).await?;
         Ok(got.assignments)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use daef_core::Timestamp;
-use daef_core::audit::{AuditEvent, action, result};
+use daef_core::audit::{action, result, to_csv};
 use daef_core::model::{JobId, TaskRef};
 use daef_core::ports::{AuditQuery, RateDecision};
 use hyper::{Response, StatusCode};
@@ -244,53 +244,4 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
 pub(super) async fn verify_audit(app: &App) -> ApiResult<Response<Body>> {
     let verification = app.engine.verify_audit().await?;
     Ok(app::json(StatusCode::OK, &verification))
-}
-
-/// The CSV export (RFC 4180), columns in DESIGN.md §6 order.
-fn to_csv(events: &[AuditEvent]) -> String {
-    let mut out = String::from(
-        "id,created_at,action,actor,tenant,remote_addr,resource,payload_hash,prev_hash,event_hash,requested,result,details\r\n",
-    );
-    for e in events {
-        let fields = [
-            e.id.to_string(),
-            e.created_at.to_string(),
-            e.action.clone(),
-            e.actor.clone(),
-            e.tenant.clone(),
-            e.remote_addr.clone(),
-            e.resource.clone(),
-            e.payload_hash.clone(),
-            e.prev_hash.clone(),
-            e.event_hash.clone(),
-            e.requested.to_string(),
-            e.result.clone(),
-            e.details.clone(),
-        ];
-        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_only_what_needs_it() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-    }
 }
