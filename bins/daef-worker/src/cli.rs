@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use daef_client::DEFAULT_BASE_URL;
+use daef_core::engine::MAX_POLL_WAIT_MS;
 
 use crate::executor::CommandSpec;
 
@@ -41,7 +42,11 @@ pub(crate) struct Cli {
     /// Most tasks run at once (1-100).
     #[arg(long, env = "DAEF_MAX_PARALLEL_TASKS", default_value_t = 4, value_parser = bounded("DAEF_MAX_PARALLEL_TASKS", 1, 100))]
     pub(crate) max_parallel_tasks: u64,
-    /// Pause between polls that found nothing, in milliseconds.
+    /// How long the gateway may hold a poll until work arrives (long polling), in milliseconds;
+    /// 0 asks without waiting.
+    #[arg(long, env = "DAEF_POLL_WAIT_MS", default_value_t = 20_000, value_parser = bounded("DAEF_POLL_WAIT_MS", 0, MAX_POLL_WAIT_MS))]
+    pub(crate) poll_wait_ms: u64,
+    /// Pause after a poll that came back empty before its wait was over, in milliseconds.
     #[arg(long, env = "DAEF_POLL_INTERVAL_MS", default_value_t = 500, value_parser = bounded("DAEF_POLL_INTERVAL_MS", 1, 3_600_000))]
     pub(crate) poll_interval_ms: u64,
     /// Limit on each request to the gateway, in milliseconds.
@@ -161,6 +166,11 @@ impl Cli {
     pub(crate) fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
     }
+
+    /// Long-poll wait.
+    pub(crate) fn poll_wait(&self) -> Duration {
+        Duration::from_millis(self.poll_wait_ms)
+    }
 }
 
 fn valid_worker_id(id: &str) -> bool {
@@ -238,6 +248,7 @@ mod tests {
         assert_eq!(cli.control_plane_url, "http://127.0.0.1:8080");
         assert_eq!(cli.max_parallel_tasks, 4);
         assert_eq!(cli.poll_interval(), Duration::from_millis(500));
+        assert_eq!(cli.poll_wait(), Duration::from_secs(20));
         assert_eq!(cli.default_executor, DefaultExecutor::Echo);
         assert_eq!(cli.task_timeout_sec, 60);
         let id = cli.worker_id().unwrap();
@@ -251,6 +262,7 @@ mod tests {
             ("--max-parallel-tasks", "0", "DAEF_MAX_PARALLEL_TASKS"),
             ("--max-parallel-tasks", "101", "DAEF_MAX_PARALLEL_TASKS"),
             ("--poll-interval-ms", "soon", "DAEF_POLL_INTERVAL_MS"),
+            ("--poll-wait-ms", "30001", "DAEF_POLL_WAIT_MS"),
             ("--task-timeout-sec", "0", "DAEF_TASK_TIMEOUT_SEC"),
             ("--command", "no-equals-sign", "DAEF_COMMANDS"),
             ("--command", "type=", "DAEF_COMMANDS"),

@@ -1,5 +1,5 @@
 //! `daef-worker`: DAEF's reference worker. It registers with the gateway, heartbeats at the
-//! interval the gateway returns, polls for as many tasks as it has free slots
+//! interval the gateway returns, long-polls for as many tasks as it has free slots
 //! (`DAEF_MAX_PARALLEL_TASKS`), runs them concurrently with the `echo` or `command` executor,
 //! and reports each outcome with its lease id and an idempotency key, retrying while the gateway
 //! cannot be reached. When the gateway forgets it, it registers again. SIGTERM or SIGINT stops
@@ -136,6 +136,7 @@ fn worker_config(cli: &Cli) -> anyhow::Result<WorkerConfig> {
             locality: cli.locality.clone(),
         },
         max_parallel: cli.max_parallel_tasks as usize,
+        poll_wait: cli.poll_wait(),
         poll_interval: cli.poll_interval(),
         output_dir,
         default_task_timeout: Duration::from_secs(cli.task_timeout_sec),

@@ -136,6 +136,7 @@ fn config(id: &str, out: &OutDir, commands: &[(&str, &str)]) -> WorkerConfig {
         worker_id: id.to_owned(),
         capabilities: WorkerCapabilities::default(),
         max_parallel: 4,
+        poll_wait: Duration::from_secs(5),
         poll_interval: Duration::from_millis(50),
         output_dir: out.0.clone(),
         default_task_timeout: Duration::from_secs(30),
@@ -243,6 +244,37 @@ async fn runs_an_analysis_job_with_echo() {
             .all(|t| t.status == TaskStatus::Completed && t.worker_id.as_deref() == Some("w-echo"))
     );
     worker.stop(Stop::Drain).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_worker_long_polls_and_starts_new_work_at_once() {
+    let gw = Gateway::start().await;
+    let out = OutDir::new("long-poll");
+    let c = gw.client();
+    // A pause far longer than the test: only a held poll, woken by the submit, is quick enough.
+    let mut cfg = config("w-long", &out, &[]);
+    cfg.poll_wait = Duration::from_secs(20);
+    cfg.poll_interval = Duration::from_secs(60);
+    let worker = spawn(&gw, cfg);
+    // Long enough for the first poll to come back empty at once if it were not held.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let submitted = Instant::now();
+    let job = c.submit_job(&one_task("echo", 0)).await.unwrap().job_id;
+    let done = wait_for_job(&c, &job, |j| j.status.is_terminal()).await;
+    assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    assert!(
+        submitted.elapsed() < Duration::from_secs(10),
+        "took {:?}: the worker was not waiting at the gateway",
+        submitted.elapsed()
+    );
+    // Draining ends the held poll at once, not after its 20 s.
+    let stopping = Instant::now();
+    worker.stop(Stop::Drain).await.unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) worker_id: String,
     pub(crate) capabilities: WorkerCapabilities,
     pub(crate) max_parallel: usize,
+    /// How long the gateway may hold a poll for work; zero polls without waiting.
+    pub(crate) poll_wait: Duration,
+    /// Pause after a poll that came back empty before its wait was over.
     pub(crate) poll_interval: Duration,
     pub(crate) output_dir: PathBuf,
     pub(crate) default_task_timeout: Duration,
@@ -208,8 +211,10 @@ impl Worker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 free.push(permit);
             }
+            let wait_ms = u32::try_from(self.config.poll_wait.as_millis()).unwrap_or(u32::MAX);
+            let asked = Instant::now();
             let polled = tokio::select! {
-                polled = self.client.poll(&self.config.worker_id, free.len() as u32) => polled,
+                polled = self.client.poll_wait(&self.config.worker_id, free.len() as u32, wait_ms) => polled,
                 () = until(stop, Stop::Drain) => return Ok(()),
             };
             let pause = match polled {
@@ -232,7 +237,11 @@ impl Worker {
                             drop(permit);
                         });
                     }
-                    idle.then_some(self.config.poll_interval)
+                    // Empty after the whole wait: nothing to do yet, so ask again at once. Empty
+                    // sooner (no long polling, or the gateway is shutting down): pause, so the
+                    // worker never spins.
+                    (idle && asked.elapsed() < self.config.poll_wait.max(Duration::from_millis(1)))
+                        .then_some(self.config.poll_interval)
                 }
                 Err(Error::NotFound(_)) => {
                     tokio::select! {

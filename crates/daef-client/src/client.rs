@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use daef_core::engine::MAX_POLL_WAIT_MS;
 use daef_core::model::{JobId, WorkerStats};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -260,6 +261,20 @@ impl Client {
         body: Option<Vec<u8>>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Answer> {
+        self.call_within(self.timeout, method, path, query, body, extra)
+            .await
+    }
+
+    /// [`Client::call`] with its own limit, for a request the gateway may hold on purpose.
+    async fn call_within(
+        &self,
+        timeout: Duration,
+        method: Method,
+        path: &str,
+        query: Option<String>,
+        body: Option<Vec<u8>>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Answer> {
         let request = self.request(method, path, query, body, extra)?;
         let exchange = async {
             let response = self
@@ -279,9 +294,9 @@ impl Client {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .unwrap_or(Err(Error::Timeout(self.timeout)))
+            .unwrap_or(Err(Error::Timeout(timeout)))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: Option<String>) -> Result<T> {
@@ -425,7 +440,7 @@ impl Client {
 
     /// [`Client::poll`] as a long poll: when nothing is ready the gateway holds the request for
     /// up to `wait_ms` milliseconds (it caps the wait at 30 s) and answers as soon as work
-    /// arrives. Keep [`ClientConfig::timeout`] above the wait.
+    /// arrives. The request may take the wait plus [`ClientConfig::timeout`].
     pub async fn poll_wait(
         &self,
         worker_id: &str,
@@ -449,7 +464,19 @@ impl Client {
         q.num("max_tasks", Some(u64::from(max_tasks)));
         q.num("wait_ms", wait_ms.map(u64::from));
         let path = format!("/v1/workers/{}/assignments", segment(worker_id));
-        let got: Assignments = self.get(&path, q.finish()).await?;
+        // The deliberate wait does not count against the limit on the exchange itself.
+        let held = Duration::from_millis(u64::from(wait_ms.unwrap_or(0)).min(MAX_POLL_WAIT_MS));
+        let got: Assignments = self
+            .call_within(
+                self.timeout + held,
+                Method::GET,
+                &path,
+                q.finish(),
+                None,
+                &[],
+            )
+            .await?
+            .json()?;
         Ok(got.assignments)
     }
 

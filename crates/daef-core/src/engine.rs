@@ -28,6 +28,9 @@ use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 /// Most assignments one poll may hand out.
 pub const MAX_POLL_TASKS: usize = 100;
 
+/// Longest a long poll (`wait_ms`) is held waiting for work; longer waits are clamped to it.
+pub const MAX_POLL_WAIT_MS: u64 = 30_000;
+
 /// Most claim rounds one poll makes while stale references keep it from filling up.
 const MAX_CLAIM_ROUNDS: usize = 8;
 

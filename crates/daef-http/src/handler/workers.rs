@@ -1,7 +1,7 @@
 //! `/v1/workers…` and `/v1/tasks/report`: the worker protocol.
 
 use daef_auth::Requirement;
-use daef_core::engine::MAX_POLL_TASKS;
+use daef_core::engine::{MAX_POLL_TASKS, MAX_POLL_WAIT_MS};
 use std::time::{Duration, Instant};
 
 use daef_core::Timestamp;
@@ -23,8 +23,6 @@ const MAX_ID_LEN: usize = 128;
 const MAX_ERROR_LEN: usize = 8 * 1024;
 /// Longest artifact URI.
 const MAX_URI_LEN: usize = 4 * 1024;
-/// Longest a poll may wait for work (`wait_ms` above it is clamped).
-const MAX_WAIT_MS: u64 = 30_000;
 /// How often a waiting poll looks again without being woken: work enqueued by another replica
 /// or by the reconciler does not wake this process's polls.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -109,7 +107,7 @@ pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Res
     let wait = Duration::from_millis(
         ctx.query
             .non_negative("wait_ms")?
-            .map_or(0, |ms| ms.min(MAX_WAIT_MS)),
+            .map_or(0, |ms| ms.min(MAX_POLL_WAIT_MS)),
     );
     let assignments = long_poll(app, ctx, id, max_tasks, wait).await?;
     // Serialized straight from the records: no intermediate `serde_json::Value` tree, whose
