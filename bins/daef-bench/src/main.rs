@@ -28,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 use daef_client::{Client, ClientConfig};
 
 use crate::gateway::{Backends, LocalGateway, Mode, Namespace};
-use crate::load::LoadConfig;
+use crate::load::{LoadConfig, LoadResult};
 use crate::report::RunReport;
 
 /// DAEF load generator and HTTP ceiling.
@@ -102,6 +102,11 @@ struct RunArgs {
     /// A short run (under a minute): a tenth of the default tasks.
     #[arg(long)]
     quick: bool,
+    /// Measured phases, back to back on the same gateway. The report shows the round with the
+    /// median tasks/s (or the first that failed) and lists every round: on a shared machine
+    /// single rounds move by a fifth either way.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    rounds: u32,
     /// Bearer token for a gateway with auth on (needs the worker and a tenant or operator scope).
     #[arg(long, env = "DAEF_BENCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -354,8 +359,25 @@ async fn measure(
     let warm = load::run(&client, &phase("warmup", warmup)).await;
     stored += warm.completed;
     let rss_before = gw.map(LocalGateway::rss).transpose()?;
-    let result = load::run(&client, &phase("run", tasks)).await;
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let label = if args.rounds == 1 {
+            "run".to_owned()
+        } else {
+            format!("run {round}/{}", args.rounds)
+        };
+        let result = load::run(&client, &phase(&label, tasks)).await;
+        let stored_before = stored;
+        stored += result.completed;
+        let failed = !result.finished || result.error_count() > 0;
+        rounds.push((stored_before, result));
+        if failed {
+            break;
+        }
+    }
     let rss_after = gw.map(LocalGateway::rss).transpose()?;
+    let rounds_tasks_per_sec = rounds.iter().map(|(_, r)| r.tasks_per_sec()).collect();
+    let (stored_before, result) = representative(rounds);
     Ok(RunReport {
         url: url.to_owned(),
         mode: args.spawn.map(Mode::as_str).unwrap_or("external"),
@@ -364,11 +386,29 @@ async fn measure(
         max_tasks: args.max_tasks,
         wait_ms: args.wait_ms,
         max_in_flight: args.max_in_flight,
-        stored_before: stored,
+        stored_before,
         rss_before,
         rss_after,
+        rounds_tasks_per_sec,
         result,
     })
+}
+
+/// The round a report shows: the last one if it failed (rounds stop at the first failure),
+/// otherwise the one with the median tasks/s.
+fn representative(mut rounds: Vec<(u64, LoadResult)>) -> (u64, LoadResult) {
+    let last_failed = rounds
+        .last()
+        .is_some_and(|(_, r)| !r.finished || r.error_count() > 0);
+    if !last_failed {
+        rounds.sort_by(|(_, a), (_, b)| a.tasks_per_sec().total_cmp(&b.tasks_per_sec()));
+    }
+    let pick = if last_failed {
+        rounds.len() - 1
+    } else {
+        rounds.len() / 2
+    };
+    rounds.swap_remove(pick)
 }
 
 async fn cleanup(gw: Option<LocalGateway>, namespace: Option<&Namespace>, backends: &Backends) {
@@ -387,5 +427,42 @@ async fn cleanup(gw: Option<LocalGateway>, namespace: Option<&Namespace>, backen
                 ns.redis_key
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(completed: u64, secs: u64, errors: u64) -> LoadResult {
+        let mut r = LoadResult {
+            tasks: completed,
+            completed,
+            elapsed: Duration::from_secs(secs),
+            finished: true,
+            ..LoadResult::default()
+        };
+        if errors > 0 {
+            r.errors.insert("report: 500".to_owned(), errors);
+        }
+        r
+    }
+
+    #[test]
+    fn the_median_round_is_reported_with_its_own_history() {
+        let rounds = vec![
+            (10, round(900, 1, 0)),
+            (20, round(300, 1, 0)),
+            (30, round(600, 1, 0)),
+        ];
+        let (stored, shown) = representative(rounds);
+        assert_eq!((stored, shown.completed), (30, 600));
+    }
+
+    #[test]
+    fn a_failed_round_is_reported_instead_of_the_median() {
+        let rounds = vec![(10, round(900, 1, 0)), (20, round(100, 1, 3))];
+        let (stored, shown) = representative(rounds);
+        assert_eq!((stored, shown.error_count()), (20, 3));
     }
 }

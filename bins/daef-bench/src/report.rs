@@ -21,6 +21,9 @@ pub(crate) struct RunReport {
     pub(crate) stored_before: u64,
     pub(crate) rss_before: Option<Rss>,
     pub(crate) rss_after: Option<Rss>,
+    /// Tasks/s of every measured round, in order (one entry without `--rounds`).
+    pub(crate) rounds_tasks_per_sec: Vec<f64>,
+    /// The round shown: the median one, or the one that failed.
     pub(crate) result: LoadResult,
 }
 
@@ -39,6 +42,16 @@ impl RunReport {
     /// The protocol's minimum: a submit and a report per task, and one poll per `max_tasks`.
     pub(crate) fn min_requests_per_task(&self) -> f64 {
         2.0 + 1.0 / f64::from(self.max_tasks)
+    }
+
+    /// Every round's tasks/s, comma-separated.
+    fn rounds_text(&self) -> String {
+        let rounds: Vec<String> = self
+            .rounds_tasks_per_sec
+            .iter()
+            .map(|t| format!("{t:.0}"))
+            .collect();
+        rounds.join(", ")
     }
 
     pub(crate) fn text(&self) -> String {
@@ -67,6 +80,13 @@ impl RunReport {
             r.tasks_per_sec(),
             r.submit_elapsed.as_secs_f64()
         );
+        if self.rounds_tasks_per_sec.len() > 1 {
+            let _ = writeln!(
+                out,
+                "  rounds: {} tasks/s (the median round is shown)",
+                self.rounds_text()
+            );
+        }
         let _ = writeln!(
             out,
             "  requests: {} submit, {} poll ({} empty), {} report = {:.2} per task (minimum {:.2})",
@@ -142,6 +162,7 @@ impl RunReport {
         kv("finished", r.finished.to_string());
         kv("elapsed_s", format!("{:.3}", r.elapsed.as_secs_f64()));
         kv("tasks_per_sec", format!("{:.1}", r.tasks_per_sec()));
+        kv("rounds_tasks_per_sec", self.rounds_text());
         kv("requests_submit", r.requests_submit.to_string());
         kv("requests_poll", r.requests_poll.to_string());
         kv("requests_poll_empty", r.requests_poll_empty.to_string());
