@@ -88,7 +88,9 @@ impl Worker {
         let polled = self.clone().poll_loop(&mut stop, &mut tasks, abort).await;
 
         // Drain: running tasks keep their leases (heartbeats go on) until they finish, the
-        // grace period passes, or a second signal asks to abort.
+        // grace period passes, or a second signal asks to abort. Tasks that already finished
+        // are reaped first, so the count logged is of those still running.
+        while tasks.try_join_next().is_some() {}
         if !tasks.is_empty() {
             tracing::info!(running = tasks.len(), grace = ?self.config.shutdown_grace, "draining running tasks");
             let grace = tokio::time::sleep(self.config.shutdown_grace);
