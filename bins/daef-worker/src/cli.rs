@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use daef_client::DEFAULT_BASE_URL;
+use daef_client::settings::bounded;
 use daef_core::engine::MAX_POLL_WAIT_MS;
 
 use crate::executor::CommandSpec;
@@ -212,20 +213,6 @@ fn parse_command_flag(raw: &str) -> Result<(String, CommandSpec), String> {
     }
     let spec = CommandSpec::parse(command).map_err(|_| err())?;
     Ok((task_type.to_owned(), spec))
-}
-
-/// A parser for integers in `min..=max` whose error names the variable.
-fn bounded(
-    var: &'static str,
-    min: u64,
-    max: u64,
-) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
-    move |raw: &str| match raw.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{var} must be an integer from {min} to {max} (got {raw:?})"
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use daef_client::DEFAULT_BASE_URL;
+use daef_client::settings::bounded;
 use daef_core::Timestamp;
 use daef_core::model::{JobStatus, Priority, TaskStatus};
 
@@ -268,20 +269,6 @@ fn task_key(raw: &str) -> Result<(String, String), String> {
             Ok((job.to_owned(), task.to_owned()))
         }
         _ => Err(format!("{raw:?} must be JOB_ID/TASK_ID")),
-    }
-}
-
-/// A parser for integers in `min..=max` whose error names the variable.
-fn bounded(
-    var: &'static str,
-    min: u64,
-    max: u64,
-) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
-    move |raw: &str| match raw.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{var} must be an integer from {min} to {max} (got {raw:?})"
-        )),
     }
 }
 

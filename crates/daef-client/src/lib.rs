@@ -15,6 +15,7 @@ mod client;
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod settings;
 
 pub use client::{
     AUDIT_PAGE_MAX, Client, ClientConfig, DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT,

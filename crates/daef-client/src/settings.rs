@@ -1,0 +1,35 @@
+//! Parsing the `DAEF_*` settings of programs built on the client (daef-worker, daefctl).
+
+/// A parser for integers in `min..=max` whose error names the variable, for clap's
+/// `value_parser`: a bad value stops the program with a message the operator can act on.
+pub fn bounded(
+    var: &'static str,
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{var} must be an integer from {min} to {max} (got {raw:?})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_inclusive_and_errors_name_the_variable() {
+        let parse = bounded("DAEF_X", 1, 10);
+        assert_eq!(parse(" 1 "), Ok(1));
+        assert_eq!(parse("10"), Ok(10));
+        for bad in ["0", "11", "-1", "ten", ""] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                err.starts_with("DAEF_X must be an integer from 1 to 10"),
+                "{err}"
+            );
+        }
+    }
+}
