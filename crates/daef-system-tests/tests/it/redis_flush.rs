@@ -74,13 +74,12 @@ async fn every_job_completes_when_redis_is_flushed_midway() {
         .await
         .expect("metrics")
         .counter_sum(ORPHANS_REQUEUED_TOTAL, &[]);
+    // Only the flush itself is checked: the submitter goes on enqueuing, so Redis may hold new
+    // keys a moment later. That the flush mattered is checked at the end, by the reconciler's
+    // re-enqueues.
     assert_eq!(
         redis::command(&addr, &["FLUSHALL"]).expect("FLUSHALL"),
         Reply::Simple("OK".into())
-    );
-    assert_eq!(
-        redis::command(&addr, &["DBSIZE"]).expect("DBSIZE"),
-        Reply::Int(0)
     );
     let completed_at_flush = ledger.completed_tasks();
     drop(paused);
