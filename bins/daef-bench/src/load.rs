@@ -73,6 +73,11 @@ pub(crate) struct LoadResult {
 }
 
 impl LoadResult {
+    /// The phase ran to its end without a single error.
+    pub(crate) fn clean(&self) -> bool {
+        self.finished && self.error_count() == 0
+    }
+
     /// Tasks per second, end to end.
     pub(crate) fn tasks_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();

@@ -343,7 +343,7 @@ async fn measure(
                 args.preload
             );
             let pre = load::run(&client, &phase("preload", args.preload)).await;
-            if !pre.finished || pre.error_count() > 0 {
+            if !pre.clean() {
                 bail!(
                     "the pre-load did not finish cleanly: {} of {} tasks, errors {:?}",
                     pre.completed,
@@ -369,9 +369,9 @@ async fn measure(
         let result = load::run(&client, &phase(&label, tasks)).await;
         let stored_before = stored;
         stored += result.completed;
-        let failed = !result.finished || result.error_count() > 0;
+        let clean = result.clean();
         rounds.push((stored_before, result));
-        if failed {
+        if !clean {
             break;
         }
     }
@@ -387,6 +387,7 @@ async fn measure(
         wait_ms: args.wait_ms,
         max_in_flight: args.max_in_flight,
         stored_before,
+        stored_after: stored,
         rss_before,
         rss_after,
         rounds_tasks_per_sec,
@@ -397,18 +398,12 @@ async fn measure(
 /// The round a report shows: the last one if it failed (rounds stop at the first failure),
 /// otherwise the one with the median tasks/s.
 fn representative(mut rounds: Vec<(u64, LoadResult)>) -> (u64, LoadResult) {
-    let last_failed = rounds
-        .last()
-        .is_some_and(|(_, r)| !r.finished || r.error_count() > 0);
-    if !last_failed {
-        rounds.sort_by(|(_, a), (_, b)| a.tasks_per_sec().total_cmp(&b.tasks_per_sec()));
+    if let Some(last) = rounds.pop_if(|(_, r)| !r.clean()) {
+        return last;
     }
-    let pick = if last_failed {
-        rounds.len() - 1
-    } else {
-        rounds.len() / 2
-    };
-    rounds.swap_remove(pick)
+    rounds.sort_by(|(_, a), (_, b)| a.tasks_per_sec().total_cmp(&b.tasks_per_sec()));
+    let median = rounds.len() / 2;
+    rounds.swap_remove(median)
 }
 
 async fn cleanup(gw: Option<LocalGateway>, namespace: Option<&Namespace>, backends: &Backends) {

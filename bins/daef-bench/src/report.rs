@@ -19,6 +19,8 @@ pub(crate) struct RunReport {
     pub(crate) max_in_flight: usize,
     /// Finished tasks in the store when the measured phase began.
     pub(crate) stored_before: u64,
+    /// Finished tasks in the store after the last round: what `rss_after` holds.
+    pub(crate) stored_after: u64,
     pub(crate) rss_before: Option<Rss>,
     pub(crate) rss_after: Option<Rss>,
     /// Tasks/s of every measured round, in order (one entry without `--rounds`).
@@ -34,9 +36,7 @@ fn mib(kib: u64) -> f64 {
 impl RunReport {
     /// Every task completed, without a single error.
     pub(crate) fn ok(&self) -> bool {
-        self.result.finished
-            && self.result.completed == self.result.tasks
-            && self.result.error_count() == 0
+        self.result.clean() && self.result.completed == self.result.tasks
     }
 
     /// The protocol's minimum: a submit and a report per task, and one poll per `max_tasks`.
@@ -123,9 +123,10 @@ impl RunReport {
         if let (Some(before), Some(after)) = (self.rss_before, self.rss_after) {
             let _ = writeln!(
                 out,
-                "  gateway RSS: {:.1} MiB before the measured phase, {:.1} MiB after (peak {:.1} MiB)",
+                "  gateway RSS: {:.1} MiB before the measured phase, {:.1} MiB after with {} finished tasks stored (peak {:.1} MiB)",
                 mib(before.rss_kib),
                 mib(after.rss_kib),
+                self.stored_after,
                 mib(after.peak_kib)
             );
         }
@@ -157,6 +158,7 @@ impl RunReport {
             self.wait_ms.map(|w| w.to_string()).unwrap_or_default(),
         );
         kv("stored_before", self.stored_before.to_string());
+        kv("stored_after", self.stored_after.to_string());
         kv("tasks", r.tasks.to_string());
         kv("completed", r.completed.to_string());
         kv("finished", r.finished.to_string());
