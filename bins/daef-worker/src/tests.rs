@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::executor::{CommandSpec, Executors};
-use crate::worker::{Stop, Worker, WorkerConfig};
+use crate::worker::{Stop, Worker, WorkerConfig, pause_after_empty};
 
 /// A gateway on a fixed loopback port.
 struct Gateway {
@@ -172,6 +172,17 @@ impl Running {
             .expect("worker stops")
             .expect("no panic")
     }
+
+    /// Drains, and asserts the worker was gone within `limit` (no held poll or lease waited out).
+    async fn drain_within(self, limit: Duration) {
+        let started = Instant::now();
+        self.stop(Stop::Drain).await.unwrap();
+        assert!(
+            started.elapsed() < limit,
+            "stopped after {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 async fn wait_for_job(c: &Client, job: &JobId, done: impl Fn(&JobInfo) -> bool) -> JobInfo {
@@ -268,13 +279,41 @@ async fn an_idle_worker_long_polls_and_starts_new_work_at_once() {
         submitted.elapsed()
     );
     // Draining ends the held poll at once, not after its 20 s.
-    let stopping = Instant::now();
-    worker.stop(Stop::Drain).await.unwrap();
-    assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        stopping.elapsed()
-    );
+    worker.drain_within(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_drained_workers_abandoned_long_poll_takes_no_work() {
+    let gw = Gateway::start().await;
+    let out = OutDir::new("abandoned-poll");
+    let c = gw.client();
+    let mut cfg = config("w-gone", &out, &[]);
+    cfg.poll_wait = Duration::from_secs(20);
+    let worker = spawn(&gw, cfg);
+    // The worker is waiting in a held poll when it drains and hangs up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.drain_within(Duration::from_secs(5)).await;
+    let job = c.submit_job(&one_task("echo", 0)).await.unwrap().job_id;
+    // Past several of the gateway's re-checks: a poll still held for the departed worker would
+    // have taken the task, and its lapsing lease would cost the only attempt (DESIGN.md §2.5).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tasks = c.tasks(&job, &TaskFilter::default()).await.unwrap().tasks;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].status, TaskStatus::Queued, "{:?}", tasks[0]);
+    assert_eq!(tasks[0].attempt, 0, "{:?}", tasks[0]);
+}
+
+#[test]
+fn an_empty_poll_pauses_unless_it_was_held_its_whole_wait() {
+    let ms = Duration::from_millis;
+    // Held the whole wait: ask again at once.
+    assert!(!pause_after_empty(ms(20_000), ms(20_000)));
+    assert!(!pause_after_empty(ms(20_000), ms(20_150)));
+    // Answered early (a gateway shutting down, or one that ignores wait_ms): pause.
+    assert!(pause_after_empty(ms(20_000), ms(3)));
+    // No long polling: always pause, however slow the round trip.
+    assert!(pause_after_empty(ms(0), ms(0)));
+    assert!(pause_after_empty(ms(0), ms(250)));
 }
 
 #[tokio::test]
@@ -442,13 +481,7 @@ async fn past_the_grace_period_running_tasks_are_stopped_and_reported() {
     let worker = spawn(&gw, cfg);
     let job = c.submit_job(&one_task("slow", 2)).await.unwrap().job_id;
     wait_for_task(&c, &job, |t| t.status == TaskStatus::Running).await;
-    let started = Instant::now();
-    worker.stop(Stop::Drain).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    worker.drain_within(Duration::from_secs(5)).await;
     // Reported failed at once, so the task is queued for its next attempt (no lease to wait out).
     let task = &c.tasks(&job, &TaskFilter::default()).await.unwrap().tasks[0];
     assert_eq!(

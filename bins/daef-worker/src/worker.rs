@@ -33,6 +33,14 @@ pub(crate) struct WorkerConfig {
     pub(crate) executors: Executors,
 }
 
+/// Whether an empty answer to a poll asked with `wait` and answered after `held` calls for the
+/// poll interval's pause. Empty after the whole wait: nothing to do yet, so ask again at once.
+/// Empty sooner, or no long polling at all: pause, so the worker never spins against a gateway
+/// that does not (or no longer) hold polls.
+pub(crate) fn pause_after_empty(wait: Duration, held: Duration) -> bool {
+    wait.is_zero() || held < wait
+}
+
 /// What stopping asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Stop {
@@ -199,6 +207,7 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let slots = Arc::new(Semaphore::new(self.config.max_parallel));
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let wait_ms = u32::try_from(self.config.poll_wait.as_millis()).unwrap_or(u32::MAX);
         loop {
             // Reap finished tasks so the set does not grow without bound.
             while tasks.try_join_next().is_some() {}
@@ -213,7 +222,6 @@ impl Worker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 free.push(permit);
             }
-            let wait_ms = u32::try_from(self.config.poll_wait.as_millis()).unwrap_or(u32::MAX);
             let asked = Instant::now();
             let polled = tokio::select! {
                 polled = self.client.poll_wait(&self.config.worker_id, free.len() as u32, wait_ms) => polled,
@@ -239,10 +247,7 @@ impl Worker {
                             drop(permit);
                         });
                     }
-                    // Empty after the whole wait: nothing to do yet, so ask again at once. Empty
-                    // sooner (no long polling, or the gateway is shutting down): pause, so the
-                    // worker never spins.
-                    (idle && asked.elapsed() < self.config.poll_wait.max(Duration::from_millis(1)))
+                    (idle && pause_after_empty(self.config.poll_wait, asked.elapsed()))
                         .then_some(self.config.poll_interval)
                 }
                 Err(Error::NotFound(_)) => {
