@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use daef_client::{Client, ClientConfig};
-use daef_core::model::WorkerCapabilities;
+use daef_core::model::{Gpu, WorkerCapabilities};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -128,9 +128,9 @@ fn worker_config(cli: &Cli) -> anyhow::Result<WorkerConfig> {
     Ok(WorkerConfig {
         worker_id: cli.worker_id()?,
         capabilities: WorkerCapabilities {
-            cpu: cpu.map(Into::into),
-            memory: cli.memory.clone().map(Into::into),
-            gpu: cli.gpu.map(Into::into),
+            cpu,
+            memory: cli.memory.clone(),
+            gpu: cli.gpu.map(Gpu::Count),
             models: cli.models.clone(),
             tools,
             locality: cli.locality.clone(),

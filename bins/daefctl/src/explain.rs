@@ -32,7 +32,7 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
         ),
         Error::Forbidden(msg) if msg.contains("tenant") => (
             format!("403 forbidden: {msg}"),
-            "the job belongs to another tenant: use that tenant's token or an operator token".to_owned(),
+            "this token may not act for that tenant: use that tenant's token or an operator token".to_owned(),
         ),
         Error::Forbidden(msg) => (
             format!("403 forbidden: {msg}"),
@@ -46,8 +46,8 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
         ),
         Error::NotFound(msg) => (
             format!("404 not found: {msg}"),
-            "check the id: `daefctl jobs` lists jobs, `daefctl tasks JOB_ID` a job's tasks (an in-memory gateway forgets \
-             everything when it restarts)"
+            "check the id: `daefctl jobs` lists jobs, `daefctl tasks JOB_ID` a job's tasks (a tenant token sees only \
+             its own tenant's jobs; an in-memory gateway forgets everything when it restarts)"
                 .to_owned(),
         ),
         Error::Conflict(msg) => (
@@ -152,7 +152,7 @@ mod tests {
         assert!(
             hint_for(Error::Forbidden("tenant access denied".into()))
                 .hint
-                .contains("another tenant")
+                .contains("that tenant's token")
         );
         assert!(
             hint_for(Error::NotFound("job not found".into()))

@@ -290,18 +290,19 @@ impl Task {
     }
 }
 
-/// What a worker said about itself when it registered.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What a worker said about itself when it registered, with the seed's field types: it reads
+/// back exactly as it was sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerCapabilities {
-    /// CPU capacity, as the worker reports it (cores or a Kubernetes quantity).
+    /// CPU cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<serde_json::Value>,
-    /// Memory capacity, as the worker reports it.
+    pub cpu: Option<u64>,
+    /// Memory capacity, as the worker writes it (`16Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<serde_json::Value>,
-    /// GPU capacity, as the worker reports it.
+    pub memory: Option<String>,
+    /// Whether the worker has a GPU, or how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<serde_json::Value>,
+    pub gpu: Option<Gpu>,
     /// Models the worker can serve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
@@ -311,6 +312,17 @@ pub struct WorkerCapabilities {
     /// Where the worker runs (zone, region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality: Option<String>,
+}
+
+/// A worker's GPU capacity: the seed's workers send a boolean; a count is accepted too. Kept
+/// in the form it was sent, so it reads back the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Gpu {
+    /// `true` or `false`, as the seed's worker sends it.
+    Present(bool),
+    /// A number of GPUs.
+    Count(u64),
 }
 
 /// What a worker says in a heartbeat.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use daef_auth::{Authenticator, Principal, is_valid_tenant_id};
+use daef_auth::{Authenticator, Principal, TenantError, TenantSource, is_valid_tenant_id};
 use daef_core::audit::{self, AuditDraft, action, result};
 use daef_core::ports::RateLimiter;
 use daef_core::{Engine, Timestamp, metric};
@@ -168,6 +168,20 @@ impl Ctx {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// `X-DAEF-Tenant` as sent. A value that is not text at all (invalid UTF-8) is refused
+    /// like any other invalid tenant id, never taken as absent.
+    pub(crate) fn tenant_header(&self) -> ApiResult<Option<&str>> {
+        match self.headers.get("x-daef-tenant") {
+            None => Ok(None),
+            Some(value) => value.to_str().map(Some).map_err(|_| {
+                TenantError {
+                    origin: TenantSource::Header,
+                }
+                .into()
+            }),
+        }
+    }
+
     /// The tenant an admin or cancel action is recorded under: `X-DAEF-Tenant` when valid and
     /// the principal may act for it, else the token's single tenant, else `default`. A header
     /// naming someone else's tenant is not believed, so no caller can file its actions under
@@ -246,9 +260,13 @@ impl App {
         let template = route.as_ref().map_or("unmatched", Route::template);
         let (response, actor) = match route {
             Ok(route) => self.serve(route, req, remote).await,
-            Err(RouteError::NotFound) => (error_response(ApiError::route_not_found()), None),
-            Err(RouteError::MethodNotAllowed(allow)) => {
-                (error_response(ApiError::method_not_allowed(allow)), None)
+            Err(refused) => {
+                let err = match refused {
+                    RouteError::NotFound => ApiError::route_not_found(),
+                    RouteError::MethodNotAllowed(allow) => ApiError::method_not_allowed(allow),
+                };
+                let (parts, body) = req.into_parts();
+                (self.refuse_unread(err, &parts.headers, body).await, None)
             }
         };
         let status = response.status().as_u16();
@@ -288,29 +306,55 @@ impl App {
             Ok(p) => p,
             // Public routes answer whoever asks.
             Err(_) if route.requirements().is_none() => Principal::anonymous(),
-            Err(err) => return (error_response(err.into()), None),
+            Err(err) => {
+                return (
+                    self.refuse_unread(err.into(), &parts.headers, body).await,
+                    None,
+                );
+            }
         };
         let actor = Some(principal.id.clone());
-        // A body that cannot be read is answered after the scope check, so that a refusal is
-        // a 403 (and audited as one) whatever the body.
-        let (body, body_error) = match self.read_body(&parts.headers, body).await {
-            Ok(body) => (body, None),
-            Err(err) => (Bytes::new(), Some(err)),
+        // A body or query that cannot be used is answered after the scope check, so that a
+        // refusal is a 403 (and audited as one) whatever the request carries.
+        let (body, body_unread, body_error) = match self.read_body(&parts.headers, body).await {
+            Ok(body) => (body, false, None),
+            Err(err) => (Bytes::new(), true, Some(err)),
+        };
+        let (query, query_error) = match Query::parse(parts.uri.query()) {
+            Ok(query) => (query, None),
+            Err(err) => (Query::default(), Some(err)),
         };
         let ctx = Ctx {
             principal,
             remote,
             headers: parts.headers,
-            query: Query::parse(parts.uri.query()),
+            query,
             body,
             now: Timestamp::now(),
         };
+        let (mut response, actor) = self
+            .serve_parsed(route, &ctx, actor, body_error.or(query_error))
+            .await;
+        if body_unread {
+            close_after(&mut response);
+        }
+        (response, actor)
+    }
+
+    /// [`App::serve`] once the principal, body and query are known.
+    async fn serve_parsed(
+        &self,
+        route: Route,
+        ctx: &Ctx,
+        actor: Option<String>,
+        request_error: Option<ApiError>,
+    ) -> (Response<Body>, Option<String>) {
         if let Some(required) = route.requirements()
             && let Err(denied) = ctx.principal.require(required)
         {
             if let Some(action) = route.admin_action() {
                 self.audit(
-                    &ctx,
+                    ctx,
                     AuditEntry::new(
                         action,
                         route.template(),
@@ -323,7 +367,7 @@ impl App {
             } else if let Route::CancelJob(id) = &route {
                 // Every cancel request is audited (DESIGN.md §4), refused ones included.
                 self.audit(
-                    &ctx,
+                    ctx,
                     AuditEntry::new(
                         action::JOB_CANCEL,
                         &format!("/v1/jobs/{id}"),
@@ -336,14 +380,14 @@ impl App {
             }
             return (error_response(denied.into()), actor);
         }
-        if let Some(err) = body_error {
+        if let Some(err) = request_error {
             // Every dead-letter request and every cancel request that got past authentication
             // is audited, those refused for their body included (reads of the audit log are
             // not: a refused read changes nothing).
             match (&route, route.admin_action()) {
                 (Route::ListDeadLetters | Route::RequeueDeadLetters, Some(action)) => {
                     self.audit(
-                        &ctx,
+                        ctx,
                         AuditEntry::new(
                             action,
                             route.template(),
@@ -356,7 +400,7 @@ impl App {
                 }
                 (Route::CancelJob(id), _) => {
                     self.audit(
-                        &ctx,
+                        ctx,
                         AuditEntry::new(
                             action::JOB_CANCEL,
                             &format!("/v1/jobs/{id}"),
@@ -371,10 +415,26 @@ impl App {
             }
             return (error_response(err), actor);
         }
-        let response = handler::dispatch(self, &ctx, route)
+        let response = handler::dispatch(self, ctx, route)
             .await
             .unwrap_or_else(error_response);
         (response, actor)
+    }
+
+    /// Refuses a request whose body was not read (401, unknown route, 405). The body is read
+    /// and dropped (up to the size limit) so that the client's next request on the connection
+    /// finds it clean; a body that cannot be read that far gets `Connection: close` instead,
+    /// never a connection dropped under the client.
+    async fn refuse_unread<B>(&self, err: ApiError, headers: &HeaderMap, body: B) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut response = error_response(err);
+        if !body.is_end_stream() && self.read_body(headers, body).await.is_err() {
+            close_after(&mut response);
+        }
+        response
     }
 
     async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> ApiResult<Bytes>
@@ -442,6 +502,14 @@ impl App {
             "other".to_owned()
         }
     }
+}
+
+/// Asks the server to close the connection after this response: the request's body was left
+/// unread, so the connection cannot carry another request.
+fn close_after(response: &mut Response<Body>) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -17,10 +17,54 @@ pub fn object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Value>> {
         };
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            reject_nul(&map, "")?;
+            Ok(map)
+        }
         Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
         Err(err) => Err(ApiError::bad_request(format!("invalid JSON body: {err}"))),
     }
+}
+
+/// Refuses a NUL character anywhere in a body, naming the field. Postgres text cannot hold one,
+/// so it is refused here, once, for every backend alike (DESIGN.md §2.8: a clear 4xx, nothing
+/// changed), rather than failing deep in one store.
+fn reject_nul(map: &Map<String, Value>, prefix: &str) -> ApiResult<()> {
+    for (name, value) in map {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        if name.contains('\0') {
+            let within = if prefix.is_empty() {
+                "request body"
+            } else {
+                prefix
+            };
+            return Err(ApiError::bad_request(format!(
+                "field names in {within} must not contain NUL characters"
+            )));
+        }
+        reject_nul_in(value, &path)?;
+    }
+    Ok(())
+}
+
+fn reject_nul_in(value: &Value, path: &str) -> ApiResult<()> {
+    match value {
+        Value::String(s) if s.contains('\0') => Err(nul_error(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| reject_nul_in(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => reject_nul(map, path),
+        _ => Ok(()),
+    }
+}
+
+fn nul_error(name: &str) -> ApiError {
+    ApiError::bad_request(format!("{name} must not contain NUL characters"))
 }
 
 /// Typed access to the fields of a JSON object; errors name the field by its full path
@@ -208,16 +252,27 @@ pub struct Query {
 }
 
 impl Query {
-    /// Parses `a=1&b=x%20y`.
-    pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
+    /// Parses `a=1&b=x%20y`. A NUL character (`%00`) in a name or value is a 400 naming the
+    /// parameter, as in a body.
+    pub fn parse(raw: Option<&str>) -> ApiResult<Self> {
+        let pairs: Vec<(String, String)> = raw
             .map(|q| {
                 form_urlencoded::parse(q.as_bytes())
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect()
             })
             .unwrap_or_default();
-        Self { pairs }
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(if name.contains('\0') {
+                ApiError::bad_request("query parameter names must not contain NUL characters")
+            } else {
+                nul_error(name)
+            });
+        }
+        Ok(Self { pairs })
     }
 
     /// A parameter's value; an empty value counts as absent.
@@ -258,6 +313,18 @@ impl Query {
         })
     }
 
+    /// `limit` where it must be a positive integer when given (the audit log's paging, as the
+    /// seed defines it): absent means `default`; above `cap` is clamped.
+    pub fn positive_limit(&self, default: usize, cap: usize) -> ApiResult<usize> {
+        match self.raw("limit") {
+            None => Ok(default),
+            Some(v) if is_digits(v) && v.bytes().any(|b| b != b'0') => {
+                Ok(v.parse::<usize>().map_or(cap, |n| n.min(cap)))
+            }
+            Some(_) => Err(ApiError::bad_request("limit must be a positive integer")),
+        }
+    }
+
     /// `offset`: absent means 0.
     pub fn offset(&self) -> ApiResult<usize> {
         Ok(self
@@ -285,6 +352,41 @@ pub(crate) fn is_digits(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let refused = |body: &str| {
+            object(body.as_bytes(), false)
+                .map(|_| ())
+                .unwrap_err()
+                .message
+        };
+        assert_eq!(
+            refused(r#"{"input":"a\u0000b"}"#),
+            "input must not contain NUL characters"
+        );
+        assert_eq!(
+            refused(r#"{"tasks":[{"inputs":{"k":"\u0000"}}]}"#),
+            "tasks[0].inputs.k must not contain NUL characters"
+        );
+        assert_eq!(
+            refused(r#"{"models":["ok","\u0000"]}"#),
+            "models[1] must not contain NUL characters"
+        );
+        assert_eq!(
+            refused(r#"{"a":{"k\u0000":"v"}}"#),
+            "field names in a must not contain NUL characters"
+        );
+        assert!(object(br#"{"input":"a\\u0000 is text, not NUL"}"#, false).is_ok());
+        assert_eq!(
+            Query::parse(Some("limit=1&tenant=a%00b"))
+                .unwrap_err()
+                .message,
+            "tenant must not contain NUL characters"
+        );
+        assert!(Query::parse(Some("a%00=1")).is_err());
+        assert!(Query::parse(Some("tenant=a%20b")).is_ok());
+    }
 
     #[test]
     fn integral_numbers_count_as_integers() {

@@ -64,7 +64,9 @@ impl Route {
             None => return Err(RouteError::NotFound),
         };
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let id_ok = |s: &str| !s.is_empty();
+        // No stored id holds a control character (a NUL cannot even be stored in Postgres),
+        // so a path carrying one names nothing: 404 on every backend alike.
+        let id_ok = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
         let (allow, route): (&'static str, Option<Route>) = match segs.as_slice() {
             ["healthz"] => ("GET", (method == Method::GET).then_some(Route::Healthz)),
             ["readyz"] => ("GET", (method == Method::GET).then_some(Route::Readyz)),

@@ -58,7 +58,7 @@ async fn refusals_are_explained_and_scoped_tokens_work_end_to_end() {
         wrong.stderr
     );
 
-    // 403: a tenant token on an operator command, and on another tenant's job.
+    // 403: a tenant token on an operator command; 404: another tenant's job.
     let scope = gw
         .daefctl(Some("acme-secret"), &["audit", "verify"])
         .await
@@ -75,12 +75,17 @@ async fn refusals_are_explained_and_scoped_tokens_work_end_to_end() {
         .daefctl(Some("beta-secret"), &["status", &job_id])
         .await
         .code(1);
+    // Another tenant's job is answered as a missing one: no existence oracle.
     assert!(
-        other.stderr.contains("403 forbidden: tenant access denied"),
+        other.stderr.contains("404 not found: job not found"),
         "{}",
         other.stderr
     );
-    assert!(other.stderr.contains("another tenant"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("its own tenant's jobs"),
+        "{}",
+        other.stderr
+    );
 
     // 404: an unknown job.
     let missing = gw

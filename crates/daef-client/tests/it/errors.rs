@@ -36,7 +36,8 @@ async fn auth_failures() {
     assert_eq!(acme.job(&job).await.unwrap().tenant, "acme");
     let beta = gw.client(Some("beta"));
     assert!(
-        matches!(beta.job(&job).await, Err(Error::Forbidden(m)) if m == "tenant access denied")
+        matches!(beta.job(&job).await, Err(Error::NotFound(m)) if m == "job not found"),
+        "another tenant's job is answered as a missing one"
     );
     assert!(
         matches!(acme.job(&JobId::new("job-nope")).await, Err(Error::NotFound(m)) if m == "job not found")
@@ -123,14 +124,22 @@ async fn confirmation_token_goes_in_its_header() {
         job_id: JobId::new("job-x"),
         task_id: "t1".into(),
     }];
-    let refused = c.requeue_dead_letters(&keys, true, None).await;
+    // A real requeue needs the token; a dry run changes nothing and needs none.
+    let refused = c.requeue_dead_letters(&keys, false, None).await;
     assert!(
         matches!(refused, Err(Error::BadRequest(m)) if m == "confirmation token required for large requeue")
     );
-    let wrong = c.requeue_dead_letters(&keys, true, Some("no")).await;
+    let wrong = c.requeue_dead_letters(&keys, false, Some("no")).await;
     assert!(matches!(wrong, Err(Error::BadRequest(_))));
     assert_eq!(
-        c.requeue_dead_letters(&keys, true, Some("yes-really"))
+        c.requeue_dead_letters(&keys, false, Some("yes-really"))
+            .await
+            .unwrap()
+            .requeued,
+        0
+    );
+    assert_eq!(
+        c.requeue_dead_letters(&keys, true, None)
             .await
             .unwrap()
             .requeued,

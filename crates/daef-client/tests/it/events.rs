@@ -106,7 +106,7 @@ async fn refusals_come_before_the_stream() {
         Err(Error::Unauthorized(_))
     ));
     assert!(
-        matches!(gw.client(Some("beta")).job_events(&job).await, Err(Error::Forbidden(m)) if m == "tenant access denied")
+        matches!(gw.client(Some("beta")).job_events(&job).await, Err(Error::NotFound(m)) if m == "job not found")
     );
     assert!(
         matches!(acme.job_events(&JobId::new("job-nope")).await, Err(Error::NotFound(m)) if m == "job not found")

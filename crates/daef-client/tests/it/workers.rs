@@ -34,7 +34,7 @@ async fn a_worker_runs_the_analysis_chain_to_completion() {
         .register_worker(&Registration {
             worker_id: "w-1".into(),
             capabilities: WorkerCapabilities {
-                cpu: Some(8.into()),
+                cpu: Some(8),
                 models: vec!["llama".into()],
                 ..Default::default()
             },

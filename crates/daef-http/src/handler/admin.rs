@@ -120,7 +120,9 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
             ApiError::bad_request(format!("tasks exceeds max batch size {}", limits.max_batch));
         return reject(err, requested).await;
     }
-    if let Some(token) = &limits.confirm_token
+    // A dry run changes nothing, so it needs no confirmation (as in the seed).
+    if !request.dry_run
+        && let Some(token) = &limits.confirm_token
         && limits.confirm_threshold > 0
         && requested >= limits.confirm_threshold as u64
     {
@@ -224,7 +226,7 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
         result: text("result"),
         from: timestamp_param(ctx, "from")?,
         to: timestamp_param(ctx, "to")?,
-        limit: ctx.query.limit(DEFAULT_PAGE, MAX_PAGE)?,
+        limit: ctx.query.positive_limit(DEFAULT_PAGE, MAX_PAGE)?,
         offset: ctx.query.offset()?,
     };
     let events = app.engine.list_audit(&query).await?;

@@ -31,8 +31,8 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::jobs::visible_job;
 use super::view::{JobView, TaskView};
+use super::visible_job;
 use crate::app::{App, Body, Ctx, EventStreamConfig};
 use crate::error::ApiResult;
 

@@ -1,7 +1,7 @@
 //! `/v1/jobs…`: submit, list, status, cancel, tasks.
 
 use daef_core::audit::{action, result};
-use daef_core::model::{Job, JobId, JobStatus, Priority, TaskStatus};
+use daef_core::model::{JobId, JobStatus, Priority, TaskStatus};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{JobQuery, TaskQuery};
 use daef_core::transition::CancelOutcome;
@@ -9,6 +9,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::view::{JobView, TaskView};
+use super::visible_job;
 use crate::app::{self, App, AuditEntry, Body, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
@@ -26,7 +27,7 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let spec = job_spec(&fields)?;
     let tenant = ctx
         .principal
-        .effective_tenant(fields.str("tenant")?, ctx.header("x-daef-tenant"))?;
+        .effective_tenant(fields.str("tenant")?, ctx.tenant_header()?)?;
     ctx.principal.check_tenant(&tenant)?;
     let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
     app.work_enqueued(1);
@@ -144,13 +145,6 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         StatusCode::OK,
         &json!({"total": page.total, "returned": jobs.len(), "limit": limit, "offset": offset, "jobs": jobs}),
     ))
-}
-
-/// Loads a job the principal may see: 404 when unknown, 403 when another tenant's.
-pub(super) async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Job> {
-    let job = app.engine.job(id).await?;
-    ctx.principal.check_tenant(&job.tenant)?;
-    Ok(job)
 }
 
 pub(super) async fn get(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use daef_core::Timestamp;
 use daef_core::model::{
-    Assignment, JobId, Report, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats,
+    Assignment, Gpu, JobId, Report, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::ReportOutcome;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::visible_job;
 use crate::app::{self, App, Body, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
@@ -23,6 +24,8 @@ const MAX_ID_LEN: usize = 128;
 const MAX_ERROR_LEN: usize = 8 * 1024;
 /// Longest artifact URI.
 const MAX_URI_LEN: usize = 4 * 1024;
+/// A heartbeat's `health` when it does not say (the seed's default).
+const DEFAULT_HEALTH: &str = "healthy";
 /// How often a waiting poll looks again without being woken: work enqueued by another replica
 /// or by the reconciler does not wake this process's polls.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -31,19 +34,10 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
     let body = json::object(&ctx.body, false)?;
     let fields = Fields::new(&body);
     let worker_id = worker_id(fields.required_str("worker_id", MAX_ID_LEN)?)?;
-    let scalar = |name: &str| -> ApiResult<Option<serde_json::Value>> {
-        match fields.value(name) {
-            None => Ok(None),
-            Some(v) if v.is_number() || v.is_string() => Ok(Some(v.clone())),
-            Some(_) => Err(ApiError::bad_request(format!(
-                "{name} must be a number or a string"
-            ))),
-        }
-    };
     let capabilities = WorkerCapabilities {
-        cpu: scalar("cpu")?,
-        memory: scalar("memory")?,
-        gpu: scalar("gpu")?,
+        cpu: fields.non_negative("cpu")?,
+        memory: fields.str("memory")?.map(str::to_owned),
+        gpu: gpu(&fields)?,
         models: fields.string_list("models")?.unwrap_or_default(),
         tools: fields.string_list("tools")?.unwrap_or_default(),
         locality: fields.str("locality")?.map(str::to_owned),
@@ -55,6 +49,20 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
         StatusCode::OK,
         &json!({"accepted": true, "heartbeat_interval_seconds": app.engine.config().heartbeat_interval_seconds()}),
     ))
+}
+
+/// `gpu`: a boolean, as the seed's worker sends it, or a GPU count.
+fn gpu(fields: &Fields<'_>) -> ApiResult<Option<Gpu>> {
+    match fields.value("gpu") {
+        None => Ok(None),
+        Some(serde_json::Value::Bool(present)) => Ok(Some(Gpu::Present(*present))),
+        Some(_) => match fields.non_negative("gpu") {
+            Ok(count) => Ok(count.map(Gpu::Count)),
+            Err(_) => Err(ApiError::bad_request(
+                "gpu must be true, false or a non-negative integer",
+            )),
+        },
+    }
 }
 
 /// Worker ids appear in paths and metric labels: keep them to a safe alphabet.
@@ -72,15 +80,18 @@ fn worker_id(id: &str) -> ApiResult<&str> {
 }
 
 pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {
-    let body = json::object(&ctx.body, true)?;
+    let body = json::object(&ctx.body, false)?;
     let fields = Fields::new(&body);
     let stats = WorkerStats {
         queue_depth: fields.non_negative("queue_depth")?,
         running_tasks: fields.non_negative("running_tasks")?,
         cpu_utilization: fields.number("cpu_utilization")?,
         memory_utilization: fields.number("memory_utilization")?,
-        health: fields.str("health")?.map(str::to_owned),
+        health: Some(fields.str("health")?.unwrap_or(DEFAULT_HEALTH).to_owned()),
     };
+    // The seed's workers send their clock; the gateway's own clock is what counts, but a
+    // value of the wrong type is still a bad request.
+    fields.int("timestamp_unix", i64::MIN, i64::MAX)?;
     let extended = app.engine.heartbeat(id, &stats, ctx.now).await?;
     Ok(app::json(
         StatusCode::OK,
@@ -208,8 +219,7 @@ pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         .require(&[Requirement::Worker, Requirement::Operator])
         .is_err()
     {
-        let job = app.engine.job(&job_id).await?;
-        ctx.principal.check_tenant(&job.tenant)?;
+        visible_job(app, ctx, &job_id).await?;
     }
 
     let report = Report {

@@ -244,7 +244,7 @@ async fn requeue_checks_run_in_design_order_and_every_request_is_audited() {
             "tasks exceeds max batch size 3",
             4,
         ),
-        // Confirmation from the threshold (2) up, dry runs included.
+        // Confirmation from the threshold (2) up; dry runs need none (below).
         (
             raw(&json!({"tasks": entries(&job, &["t00", "t01"])})),
             None,
@@ -257,11 +257,12 @@ async fn requeue_checks_run_in_design_order_and_every_request_is_audited() {
             "confirmation token required for large requeue",
             2,
         ),
+        // The batch size still applies to dry runs.
         (
-            raw(&json!({"tasks": entries(&job, &["t00", "t01"]), "dry_run": true})),
+            raw(&json!({"tasks": entries(&job, &["t00", "t01", "t02", "t03"]), "dry_run": true})),
             None,
-            "confirmation token required for large requeue",
-            2,
+            "tasks exceeds max batch size 3",
+            4,
         ),
     ];
     for (body, confirm, message, requested) in cases {
@@ -319,6 +320,22 @@ async fn requeue_checks_run_in_design_order_and_every_request_is_audited() {
         &message,
         malformed,
     );
+
+    // A dry run at the threshold needs no confirmation: it changes nothing.
+    let dry_two = raw(&json!({"tasks": entries(&job, &["t00", "t01"]), "dry_run": true}));
+    let before = h.snapshot().await;
+    let resp = h
+        .post_raw(PATH, dry_two.clone())
+        .token(OP)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        resp.json,
+        json!({"dry_run": true, "requested": 2, "requeued": 2})
+    );
+    h.assert_unchanged_but_audited(&before, "an unconfirmed dry run")
+        .await;
 
     // Below the threshold no confirmation is needed; at it, the right one passes.
     let one = raw(&json!({"tasks": entries(&job, &["t00"])}));

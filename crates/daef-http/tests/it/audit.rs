@@ -156,6 +156,10 @@ async fn the_log_is_newest_first_and_filters_exactly() {
     assert_eq!(ids(page["events"].as_array().expect("events")), [5]);
     assert_eq!(query(String::new()).await.json["limit"], 50);
     assert_eq!(query("limit=5000".to_owned()).await.json["limit"], 1000);
+    assert_eq!(
+        query("limit=99999999999999999999999".to_owned()).await.json["limit"],
+        1000
+    );
 
     // Bad queries: 400 naming the parameter, and nothing changes.
     let before = h.snapshot().await;
@@ -166,9 +170,14 @@ async fn the_log_is_newest_first_and_filters_exactly() {
             "to=2026-13-01T00:00:00Z",
             "to must be an RFC 3339 timestamp",
         ),
-        ("limit=-1", "limit must be a non-negative integer"),
-        ("limit=many", "limit must be a non-negative integer"),
+        ("limit=-1", "limit must be a positive integer"),
+        ("limit=many", "limit must be a positive integer"),
+        ("limit=0", "limit must be a positive integer"),
+        ("limit=00", "limit must be a positive integer"),
+        ("limit=", "limit must be a positive integer"),
+        ("limit=1.5", "limit must be a positive integer"),
         ("offset=-2", "offset must be a non-negative integer"),
+        ("offset=x", "offset must be a non-negative integer"),
         ("format=xml", "format must be json or csv"),
     ] {
         query(q.to_owned()).await.expect_error(400, message);

@@ -275,39 +275,58 @@ async fn tenants_see_and_touch_only_their_own_jobs() {
         .send()
         .await
         .expect_error(403, "tenant access denied");
-    h.get(&format!("/v1/jobs/{b}"))
-        .token(ACME)
-        .send()
-        .await
-        .expect_error(403, "tenant access denied");
-    h.get(&format!("/v1/jobs/{b}/tasks"))
-        .token(ACME)
-        .send()
-        .await
-        .expect_error(403, "tenant access denied");
-    h.post_json(
-        "/v1/tasks/report",
-        &Harness::report_body("w", &bb, "Completed"),
-    )
-    .token(ACME)
-    .send()
-    .await
-    .expect_error(403, "tenant access denied");
+    // Another tenant's job is answered exactly as a job that does not exist: no oracle.
+    let unknown = "job-00000000-0000-7000-8000-000000000000";
+    let foreign_report = Harness::report_body("w", &bb, "Completed");
+    let mut unknown_report = foreign_report.clone();
+    unknown_report["job_id"] = json!(unknown);
+    for (foreign, missing) in [
+        (
+            h.get(&format!("/v1/jobs/{b}")),
+            h.get(&format!("/v1/jobs/{unknown}")),
+        ),
+        (
+            h.get(&format!("/v1/jobs/{b}/tasks")),
+            h.get(&format!("/v1/jobs/{unknown}/tasks")),
+        ),
+        (
+            h.get(&format!("/v1/jobs/{b}/events")),
+            h.get(&format!("/v1/jobs/{unknown}/events")),
+        ),
+        (
+            h.post_json("/v1/tasks/report", &foreign_report),
+            h.post_json("/v1/tasks/report", &unknown_report),
+        ),
+    ] {
+        let foreign = foreign.token(ACME).send().await;
+        let missing = missing.token(ACME).send().await;
+        assert_eq!(
+            (foreign.status, &foreign.text),
+            (missing.status, &missing.text)
+        );
+        foreign.expect_error(404, "job not found");
+    }
     h.assert_unchanged(&before, "tenant-denied reads and report")
         .await;
-    h.delete(&format!("/v1/jobs/{b}"))
+    let foreign = h.delete(&format!("/v1/jobs/{b}")).token(ACME).send().await;
+    let missing = h
+        .delete(&format!("/v1/jobs/{unknown}"))
         .token(ACME)
         .send()
-        .await
-        .expect_error(403, "tenant access denied");
+        .await;
+    assert_eq!(
+        (foreign.status, &foreign.text),
+        (missing.status, &missing.text)
+    );
+    foreign.expect_error(404, "job not found");
     // The refused cancel is on record; the job is untouched.
     let after = h.snapshot().await;
     assert_eq!(
         (&after.jobs, &after.tasks, &after.dead_letters),
         (&before.jobs, &before.tasks, &before.dead_letters)
     );
-    assert_eq!(after.audit[0]["action"], "job_cancel");
-    assert_ne!(after.audit[0]["result"], "ok");
+    assert_eq!(after.audit[1]["action"], "job_cancel");
+    assert_ne!(after.audit[1]["result"], "ok");
     assert_eq!(h.job(&b).await["status"], "Running");
 
     // A tenant may report on its own job.

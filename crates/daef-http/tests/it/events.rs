@@ -308,7 +308,7 @@ async fn tenant_rules_are_those_of_the_job() {
         .token(BETA)
         .send()
         .await
-        .expect_error(403, "tenant access denied");
+        .expect_error(404, "job not found");
     h.get("/v1/jobs/job-unknown/events")
         .token(OP)
         .send()

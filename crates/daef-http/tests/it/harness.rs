@@ -385,7 +385,7 @@ pub(crate) struct Call<'a> {
     app: &'a App,
     method: Method,
     path: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     body: Bytes,
     remote: SocketAddr,
 }
@@ -396,8 +396,13 @@ impl Call<'_> {
         self.header("authorization", &format!("Bearer {token}"))
     }
 
-    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+    pub(crate) fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// A header whose value need not be text (HTTP allows any visible byte).
+    pub(crate) fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
+        self.headers.push((name.to_owned(), value.to_vec()));
         self
     }
 
@@ -421,7 +426,7 @@ impl Call<'_> {
             .method(self.method.clone())
             .uri(self.path.as_str());
         for (name, value) in &self.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            builder = builder.header(name.as_str(), value.as_slice());
         }
         if content_length && !self.body.is_empty() {
             builder = builder.header(header::CONTENT_LENGTH, self.body.len());

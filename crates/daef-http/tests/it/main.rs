@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod bad_input;
 mod concurrency;
 mod events;
 mod fault;

@@ -196,3 +196,70 @@ async fn serves_over_a_socket_and_shuts_down_gracefully() {
         "the listener is closed"
     );
 }
+
+/// A request refused before its body is used (401, unknown route) leaves the connection clean
+/// for the next request; one whose body is over the limit is answered with `Connection: close`
+/// rather than a connection dropped under the client.
+#[tokio::test]
+async fn a_refused_request_leaves_its_connection_usable_or_says_close() {
+    let h = Harness::with_config(daef_http::HttpConfig {
+        max_body_bytes: 128 * 1024,
+        ..Default::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(daef_http::serve(listener, h.app.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let big = format!(r#"{{"type":"chat","input":"{}"}}"#, "x".repeat(64 * 1024));
+    let conn = TcpStream::connect(addr).await.expect("connect");
+    for (request_line, token, status) in [
+        ("POST /v1/jobs", "nope", 401),
+        ("POST /v1/jobs", "met", 403),
+        ("POST /v1/no-such-route", OP, 404),
+        ("PUT /v1/jobs", OP, 405),
+    ] {
+        for _ in 0..3 {
+            let head = format!(
+                "{request_line} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                big.len()
+            );
+            write_all(&conn, &[head.as_bytes(), big.as_bytes()].concat()).await;
+            let response = read_response(&conn).await;
+            assert!(
+                response.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{request_line}: {response}"
+            );
+            assert!(
+                !response.to_ascii_lowercase().contains("connection: close"),
+                "{response}"
+            );
+            write_all(&conn, b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await;
+            let next = read_response(&conn).await;
+            assert!(next.starts_with("HTTP/1.1 200 "), "after {status}: {next}");
+        }
+    }
+
+    // Over the limit: refused on its declared length, and the connection is closed cleanly.
+    let conn = TcpStream::connect(addr).await.expect("connect");
+    let huge = "x".repeat(200 * 1024);
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer nope\r\nContent-Length: {}\r\n\r\n",
+        huge.len()
+    );
+    write_all(&conn, head.as_bytes()).await;
+    let response = read_response(&conn).await;
+    assert!(response.starts_with("HTTP/1.1 401 "), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+
+    stop.send(()).expect("server running");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns after shutdown")
+        .expect("no panic");
+}

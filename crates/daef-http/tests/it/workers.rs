@@ -36,15 +36,31 @@ async fn register_validates_the_worker_id_and_capabilities() {
         ),
         (
             json!({"worker_id": "w", "cpu": [4]}),
-            "cpu must be a number or a string",
+            "cpu must be a non-negative integer",
+        ),
+        (
+            json!({"worker_id": "w", "cpu": "x"}),
+            "cpu must be a non-negative integer",
+        ),
+        (
+            json!({"worker_id": "w", "cpu": -1}),
+            "cpu must be a non-negative integer",
         ),
         (
             json!({"worker_id": "w", "memory": {"gb": 1}}),
-            "memory must be a number or a string",
+            "memory must be a string",
         ),
         (
-            json!({"worker_id": "w", "gpu": true}),
-            "gpu must be a number or a string",
+            json!({"worker_id": "w", "memory": 16}),
+            "memory must be a string",
+        ),
+        (
+            json!({"worker_id": "w", "gpu": "yes"}),
+            "gpu must be true, false or a non-negative integer",
+        ),
+        (
+            json!({"worker_id": "w", "gpu": 1.5}),
+            "gpu must be true, false or a non-negative integer",
         ),
         (
             json!({"worker_id": "w", "models": "llama"}),
@@ -87,10 +103,13 @@ async fn register_validates_the_worker_id_and_capabilities() {
         .expect_error(404, "worker not found");
     }
 
-    // Valid ones, including the longest id and every capability; registering again is fine.
+    // Valid ones, including the longest id and every capability (the seed worker's body, and a
+    // GPU count); registering again is fine.
     let full = json!({"worker_id": "gpu-1.zone-a:pool@host", "cpu": 8, "memory": "32Gi", "gpu": 1,
         "models": ["llama"], "tools": ["python"], "locality": "eu-west-1a"});
-    for body in [json!({"worker_id": longest}), full.clone(), full] {
+    let seed = json!({"worker_id": "worker-local", "cpu": 8, "memory": "16Gi", "gpu": false,
+        "models": ["llama3-8b-q4"], "tools": ["bash", "python"], "locality": "local"});
+    for body in [json!({"worker_id": longest}), full.clone(), full, seed] {
         let resp = h
             .post_json("/v1/workers/register", &body)
             .token(WRK)
@@ -141,6 +160,10 @@ async fn heartbeat_validates_and_needs_a_registered_worker() {
             "memory_utilization must be a number",
         ),
         (json!({"health": 1}), "health must be a string"),
+        (
+            json!({"timestamp_unix": "now"}),
+            "timestamp_unix must be an integer from -9223372036854775808 to 9223372036854775807",
+        ),
     ];
     for (body, message) in cases {
         h.post_json("/v1/workers/w/heartbeat", &body)
@@ -154,6 +177,11 @@ async fn heartbeat_validates_and_needs_a_registered_worker() {
         .send()
         .await
         .expect_error(400, "request body must be a JSON object");
+    h.post_raw("/v1/workers/w/heartbeat", &b""[..])
+        .token(WRK)
+        .send()
+        .await
+        .expect_error(400, "request body is required");
     let message = h
         .post_raw("/v1/workers/w/heartbeat", &b"{"[..])
         .token(WRK)
@@ -163,12 +191,14 @@ async fn heartbeat_validates_and_needs_a_registered_worker() {
     assert!(message.starts_with("invalid JSON body"), "{message}");
     h.assert_unchanged(&before, "invalid heartbeats").await;
 
-    // Every field is optional, and so is the body.
+    // Every field is optional; the seed worker's body is taken as it is.
     let full = json!({"queue_depth": 3, "running_tasks": 1, "cpu_utilization": 0.5, "memory_utilization": 75, "health": "ok"});
+    let seed = json!({"queue_depth": 0, "running_tasks": 1, "cpu_utilization": 15.0,
+        "memory_utilization": 20.0, "health": "healthy", "timestamp_unix": 1_796_000_000});
     for call in [
         h.post_json("/v1/workers/w/heartbeat", &full),
         h.post_json("/v1/workers/w/heartbeat", &json!({})),
-        h.post_raw("/v1/workers/w/heartbeat", &b""[..]),
+        h.post_json("/v1/workers/w/heartbeat", &seed),
     ] {
         let resp = call.token(WRK).send().await.expect_status(200);
         assert_eq!(resp.json["accepted"], true);
