@@ -8,6 +8,7 @@
 //! Needs the gateway binary built (`cargo build -p daef-gateway`; workspace-wide test runs build
 //! it). Skips, saying why, when Postgres or Redis is missing, unless `DAEF_TEST_REQUIRE` names it.
 
+mod bad_input;
 mod kill_loop;
 mod postgres_restart;
 mod redis_flush;
