@@ -186,6 +186,11 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// `127.0.0.1:<port>`, for a raw socket ([`crate::raw`]).
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// The name given at start (used in messages).
     pub fn name(&self) -> &str {
         &self.name

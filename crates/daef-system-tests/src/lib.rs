@@ -5,8 +5,9 @@
 //! nothing lost, nothing assigned twice, one audit chain, one shared rate limit.
 //!
 //! This library holds the shared plumbing ([`gateway`]: the process guard, [`workload`]: worker
-//! loops and the ledger of what they saw, [`wait`]: bounded waiting); the tests themselves are
-//! the `it` integration-test binary. The gateway binary must already be built (`cargo nextest run
+//! loops and the ledger of what they saw, [`wait`]: bounded waiting, [`raw`]: HTTP/1.1 written
+//! by hand on a socket, for the wire-level tests); the tests themselves are the `it`
+//! integration-test binary. The gateway binary must already be built (`cargo nextest run
 //! --workspace` and `cargo test --workspace` build it; otherwise `cargo build -p daef-gateway`).
 //!
 //! Backends come from `daef-testenv`: each gateway gets a Postgres schema of its test and a Redis
@@ -14,11 +15,14 @@
 //! skips the test, saying so, unless `DAEF_TEST_REQUIRE` names it.
 //!
 //! This crate must never be a dependency of a shipped crate, never add a second HTTP client (all
-//! requests go through `daef-client`), and never touch a server, schema or key prefix it did not
-//! get from `daef-testenv` for the running test. Every child process it starts is killed when its
-//! guard drops.
+//! requests go through `daef-client`, except those of the wire-level tests, which send through
+//! [`raw`] what no client should be able to send: exact bytes written by hand, header values that
+//! are not UTF-8, a second request on a connection the server may have given up), and never
+//! touch a server, schema or key prefix it did not get from `daef-testenv` for the running test.
+//! Every child process it starts is killed when its guard drops.
 
 pub mod gateway;
+pub mod raw;
 pub mod wait;
 pub mod workload;
 
