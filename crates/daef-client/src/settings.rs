@@ -26,6 +26,11 @@ pub fn ca_file(
     var: &'static str,
 ) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
     move |raw: &str| {
+        if raw.trim().is_empty() {
+            return Err(format!(
+                "{var} is empty: set it to the path of a PEM file, or leave it unset"
+            ));
+        }
         let path = PathBuf::from(raw);
         crate::tls::ca_file_roots(&path).map_err(|e| format!("{var}: {e}"))?;
         Ok(path)
@@ -53,6 +58,8 @@ mod tests {
     #[test]
     fn ca_file_errors_name_the_variable_and_the_file() {
         let parse = ca_file("DAEF_CA_FILE");
+        let err = parse(" ").unwrap_err();
+        assert!(err.starts_with("DAEF_CA_FILE is empty"), "{err}");
         let err = parse("/nonexistent/ca.pem").unwrap_err();
         assert!(
             err.starts_with("DAEF_CA_FILE: cannot read /nonexistent/ca.pem"),
