@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use daef_client::DEFAULT_BASE_URL;
-use daef_client::settings::bounded;
+use daef_client::settings::{bounded, ca_file};
 use daef_core::engine::MAX_POLL_WAIT_MS;
 
 use crate::executor::CommandSpec;
@@ -31,12 +31,15 @@ pub(crate) const COMMAND_VAR_PREFIX: &str = "DAEF_COMMAND_";
     rename_all = "kebab-case"
 )]
 pub(crate) struct Cli {
-    /// The gateway's base URL.
+    /// The gateway's base URL: `http://` or `https://`.
     #[arg(long, env = "DAEF_CONTROL_PLANE_URL", default_value = DEFAULT_BASE_URL)]
     pub(crate) control_plane_url: String,
     /// API token with the `worker` scope (sent as `Authorization: Bearer`).
     #[arg(long, env = "DAEF_API_TOKEN", hide_env_values = true)]
     pub(crate) api_token: Option<String>,
+    /// A PEM file of CA certificates to trust for `https://`, besides the platform's roots.
+    #[arg(long, env = "DAEF_CA_FILE", value_name = "PEM_FILE", value_parser = ca_file("DAEF_CA_FILE"))]
+    pub(crate) ca_file: Option<PathBuf>,
     /// This worker's id: 1-128 characters of [A-Za-z0-9._:@-] [default: <hostname>-<pid>].
     #[arg(long, env = "DAEF_WORKER_ID")]
     pub(crate) worker_id: Option<String>,
@@ -251,6 +254,7 @@ mod tests {
             ("--poll-interval-ms", "soon", "DAEF_POLL_INTERVAL_MS"),
             ("--poll-wait-ms", "30001", "DAEF_POLL_WAIT_MS"),
             ("--task-timeout-sec", "0", "DAEF_TASK_TIMEOUT_SEC"),
+            ("--ca-file", "/nonexistent/ca.pem", "DAEF_CA_FILE"),
             ("--command", "no-equals-sign", "DAEF_COMMANDS"),
             ("--command", "type=", "DAEF_COMMANDS"),
             ("--default-executor", "shell", "echo"),

@@ -60,14 +60,19 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = worker_config(&cli)?;
-    let client = Client::new(ClientConfig {
+    let client_config = ClientConfig {
         base_url: cli.control_plane_url.clone(),
         token: cli.api_token.clone(),
         tenant: None,
         timeout: Duration::from_millis(cli.request_timeout_ms),
+        ca_file: cli.ca_file.clone(),
         ..ClientConfig::default()
-    })
-    .context("DAEF_CONTROL_PLANE_URL / DAEF_API_TOKEN")?;
+    };
+    if let Some(warning) = client_config.plain_http_token_warning() {
+        tracing::warn!("{warning}");
+    }
+    let client = Client::new(client_config)
+        .context("DAEF_CONTROL_PLANE_URL / DAEF_API_TOKEN / DAEF_CA_FILE")?;
     tracing::info!(
         worker_id = %config.worker_id,
         output_dir = %config.output_dir.display(),

@@ -146,10 +146,8 @@ impl Worker {
                     tracing::warn!(error = %err, retry_in = ?delay, "cannot register yet");
                     tokio::time::sleep(delay).await;
                 }
-                Err(err) => bail!(
-                    "the gateway refused to register worker {}: {err}",
-                    self.config.worker_id
-                ),
+                // A refusal, or a TLS failure (an untrusted certificate): waiting changes neither.
+                Err(err) => bail!("cannot register worker {}: {err}", self.config.worker_id),
             }
         }
     }

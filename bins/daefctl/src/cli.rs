@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use daef_client::DEFAULT_BASE_URL;
-use daef_client::settings::bounded;
+use daef_client::settings::{bounded, ca_file};
 use daef_core::Timestamp;
 use daef_core::model::{JobStatus, Priority, TaskStatus};
 
@@ -23,12 +23,15 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection and output (any command)")]
 pub(crate) struct Global {
-    /// The gateway's base URL.
+    /// The gateway's base URL: `http://` or `https://`.
     #[arg(long, global = true, env = "DAEF_CONTROL_PLANE_URL", default_value = DEFAULT_BASE_URL)]
     pub(crate) url: String,
     /// API token (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "DAEF_API_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// A PEM file of CA certificates to trust for `https://`, besides the platform's roots.
+    #[arg(long, global = true, env = "DAEF_CA_FILE", value_name = "PEM_FILE", value_parser = ca_file("DAEF_CA_FILE"))]
+    pub(crate) ca_file: Option<PathBuf>,
     /// Tenant to act for (`X-DAEF-Tenant`): the default tenant of submitted jobs.
     #[arg(long = "as-tenant", global = true, env = "DAEF_TENANT")]
     pub(crate) tenant: Option<String>,
@@ -339,6 +342,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("DAEF_REQUEST_TIMEOUT_MS"), "{err}");
+        let err = parse(&["--ca-file", "/nonexistent/ca.pem", "health"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DAEF_CA_FILE: cannot read"), "{err}");
         let err = parse(&["tasks", "job-1", "--status", "Done"])
             .unwrap_err()
             .to_string();

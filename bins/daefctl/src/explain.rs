@@ -96,6 +96,12 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
             format!("cannot reach the gateway at {url}: {}", chain(err)),
             "is it running? point --url or DAEF_CONTROL_PLANE_URL at it".to_owned(),
         ),
+        Error::Tls(reason) => (
+            format!("TLS with the gateway at {url} failed: {reason}"),
+            "if a private CA signed its certificate, point --ca-file or DAEF_CA_FILE at that CA's PEM file; \
+             the URL's host must be a name the certificate holds, and the port must speak TLS (else use http://)"
+                .to_owned(),
+        ),
         Error::Timeout(t) => (
             format!("no answer from {url} within {}ms", t.as_millis()),
             "the gateway is overloaded or stuck: retry, or raise --timeout-ms / DAEF_REQUEST_TIMEOUT_MS".to_owned(),
@@ -104,7 +110,10 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
             format!("unexpected answer from {url}: {msg}"),
             "is --url a DAEF gateway, and of a version this daefctl speaks?".to_owned(),
         ),
-        Error::Config(msg) => (msg.clone(), "fix --url / DAEF_CONTROL_PLANE_URL or --token / DAEF_API_TOKEN".to_owned()),
+        Error::Config(msg) => (
+            msg.clone(),
+            "fix --url / DAEF_CONTROL_PLANE_URL, --token / DAEF_API_TOKEN or --ca-file / DAEF_CA_FILE".to_owned(),
+        ),
         other => (other.to_string(), "see the gateway's log".to_owned()),
     };
     Explained { what, hint }
@@ -186,6 +195,17 @@ mod tests {
             hint_for(Error::Timeout(std::time::Duration::from_millis(1500)))
                 .what
                 .contains("1500ms")
+        );
+        let untrusted = hint_for(Error::Tls("invalid peer certificate: UnknownIssuer".into()));
+        assert!(
+            untrusted.what.contains("UnknownIssuer"),
+            "{}",
+            untrusted.what
+        );
+        assert!(
+            untrusted.hint.contains("DAEF_CA_FILE"),
+            "{}",
+            untrusted.hint
         );
     }
 }

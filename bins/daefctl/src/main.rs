@@ -60,13 +60,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let client = Client::new(ClientConfig {
+    let config = ClientConfig {
         base_url: cli.global.url,
         token: cli.global.token,
         tenant: cli.global.tenant,
         timeout: Duration::from_millis(cli.global.timeout_ms),
+        ca_file: cli.global.ca_file,
         ..ClientConfig::default()
-    })?;
+    };
+    if let Some(warning) = config.plain_http_token_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let client = Client::new(config)?;
     let ctx = Ctx {
         client,
         json: cli.global.json,

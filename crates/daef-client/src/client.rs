@@ -1,6 +1,9 @@
-//! [`Client`]: one method per v1 route, over hyper-util's pooled HTTP/1.1 client.
+//! [`Client`]: one method per v1 route, over hyper-util's pooled HTTP/1.1 client, on plain TCP
+//! or TLS.
 
 use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +12,7 @@ use daef_core::model::{JobId, WorkerStats};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -18,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::event::JobEvents;
 use crate::model::*;
+use crate::tls;
 
 /// The gateway a fresh client talks to unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
@@ -35,7 +40,8 @@ pub const AUDIT_PAGE_MAX: u64 = 1_000;
 /// Where the gateway is and how to present ourselves to it.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// `http://host:port`, optionally with a path prefix (`http://proxy/daef`).
+    /// `http://host:port` or `https://host[:port]`, optionally with a path prefix
+    /// (`https://gw.example.com/daef`).
     pub base_url: String,
     /// Sent as `Authorization: Bearer <token>` on every request.
     pub token: Option<String>,
@@ -48,6 +54,9 @@ pub struct ClientConfig {
     /// How long an open event stream may stay silent (not even a keep-alive) before reading
     /// it fails with [`Error::Timeout`].
     pub stream_idle_timeout: Duration,
+    /// A PEM file of CA certificates trusted for `https://`, on top of the platform's root
+    /// certificates: for a gateway whose certificate a private CA signed.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -58,6 +67,7 @@ impl Default for ClientConfig {
             tenant: None,
             timeout: DEFAULT_TIMEOUT,
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -70,14 +80,58 @@ impl fmt::Debug for ClientConfig {
             .field("tenant", &self.tenant)
             .field("timeout", &self.timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
+}
+
+impl ClientConfig {
+    /// A warning for the operator when this configuration would send the token unencrypted
+    /// across a network: a token with a plain `http://` base URL whose host is not this
+    /// machine. `None` otherwise. The client itself prints nothing, so each program shows this
+    /// the way it shows everything else (a log line, a message on stderr).
+    pub fn plain_http_token_warning(&self) -> Option<String> {
+        if !sends_token_in_clear(&self.base_url, self.token.as_deref()) {
+            return None;
+        }
+        Some(format!(
+            "the API token is sent unencrypted: {} is plain http:// to another machine, so \
+             anyone on the network path can read and reuse the token; use an https:// URL",
+            self.base_url.trim()
+        ))
+    }
+}
+
+/// Whether a client for `base_url` with `token` would send the token in clear text beyond this
+/// machine. Loopback (127.0.0.0/8, ::1, `localhost`) does not count: nothing leaves the host.
+fn sends_token_in_clear(base_url: &str, token: Option<&str>) -> bool {
+    if token.is_none_or(|t| t.trim().is_empty()) {
+        return false;
+    }
+    // An unparsable URL sends nothing: `Client::new` rejects it.
+    let Ok(uri) = base_url.trim().parse::<Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    !loopback
 }
 
 /// A typed client for one gateway. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http` or `https`.
+    scheme: &'static str,
     authority: String,
     prefix: String,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -133,7 +187,8 @@ impl Answer {
 
 impl Client {
     /// A client for the gateway at `config.base_url`. Fails only on a configuration that can
-    /// never work (not an `http://` URL, a token with characters a header cannot carry); the
+    /// never work (not an `http://` or `https://` URL, a token with characters a header cannot
+    /// carry, a CA file that cannot be read, no root certificate at all for `https://`); the
     /// gateway is not contacted.
     pub fn new(config: ClientConfig) -> Result<Self> {
         let uri: Uri = config
@@ -141,23 +196,22 @@ impl Client {
             .trim()
             .parse()
             .map_err(|e| Error::Config(format!("base URL {:?}: {e}", config.base_url)))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            // TLS belongs in front of the gateway (a proxy or a mesh); speaking it here would
-            // pull a TLS stack into every worker for no gain on a private network.
+        let scheme = match uri.scheme_str() {
+            Some("http") => "http",
+            Some("https") => "https",
             Some(other) => {
                 return Err(Error::Config(format!(
-                    "base URL {:?}: scheme {other} is not supported (use http://)",
+                    "base URL {:?}: scheme {other} is not supported (use http:// or https://)",
                     config.base_url
                 )));
             }
             None => {
                 return Err(Error::Config(format!(
-                    "base URL {:?} must start with http://",
+                    "base URL {:?} must start with http:// or https://",
                     config.base_url
                 )));
             }
-        }
+        };
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_owned())
@@ -184,9 +238,21 @@ impl Client {
             })?;
             headers.push((HeaderName::from_static("x-daef-tenant"), value));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
+        // Every request goes to this one scheme, so an `http://` client never handshakes: it
+        // skips the platform's roots (a slim container may have none). A CA file is still read,
+        // so a bad one is reported whatever the URL.
+        let tls = tls::client_config(scheme == "https", config.ca_file.as_deref())
+            .map_err(Error::Config)?;
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(config.timeout));
+        // The TLS layer above it handles `https://` URIs.
+        tcp.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let http = HyperClient::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -195,6 +261,7 @@ impl Client {
             .build(connector);
         Ok(Self {
             http,
+            scheme,
             authority,
             prefix,
             headers,
@@ -214,7 +281,7 @@ impl Client {
 
     /// The gateway's base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.authority, self.prefix)
+        format!("{}://{}{}", self.scheme, self.authority, self.prefix)
     }
 
     /// The per-request timeout.
@@ -231,7 +298,10 @@ impl Client {
         body: Option<Vec<u8>>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Request<Full<Bytes>>> {
-        let mut uri = format!("http://{}{}{}", self.authority, self.prefix, path);
+        let mut uri = format!(
+            "{}://{}{}{}",
+            self.scheme, self.authority, self.prefix, path
+        );
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             uri.push('?');
             uri.push_str(&q);
@@ -281,7 +351,7 @@ impl Client {
                 .http
                 .request(request)
                 .await
-                .map_err(|e| Error::Transport(Box::new(e)))?;
+                .map_err(Error::unanswered)?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -377,7 +447,7 @@ impl Client {
         );
         let response = match tokio::time::timeout(self.timeout, self.http.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(Error::Transport(Box::new(err))),
+            Ok(Err(err)) => return Err(Error::unanswered(err)),
             Err(_) => return Err(Error::Timeout(self.timeout)),
         };
         let (parts, body) = response.into_parts();
@@ -619,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn base_urls_must_be_plain_http() {
+    fn base_urls_must_be_http_or_https() {
         assert!(client("http://127.0.0.1:8080").is_ok());
         assert_eq!(
             client("http://127.0.0.1:8080/").unwrap().base_url(),
@@ -629,13 +699,11 @@ mod tests {
             client("http://gw.internal/daef/").unwrap().base_url(),
             "http://gw.internal/daef"
         );
-        for bad in [
-            "https://gw",
-            "127.0.0.1:8080",
-            "",
-            "http://gw/?x=1",
-            "ftp://gw",
-        ] {
+        assert_eq!(
+            client("https://gw.example.com/daef/").unwrap().base_url(),
+            "https://gw.example.com/daef"
+        );
+        for bad in ["127.0.0.1:8080", "", "http://gw/?x=1", "ftp://gw"] {
             let err = client(bad).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
         }
@@ -668,6 +736,48 @@ mod tests {
         assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer s3cret");
         assert_eq!(req.headers()["x-daef-tenant"], "acme");
         assert!(!format!("{c:?}").contains("s3cret"));
+
+        let tls = Client::connect("https://gw:8443/api", None).unwrap();
+        let req = tls
+            .request(Method::GET, "/healthz", None, None, &[])
+            .unwrap();
+        assert_eq!(req.uri().to_string(), "https://gw:8443/api/healthz");
+    }
+
+    #[test]
+    fn a_token_over_plain_http_beyond_loopback_is_warned_about() {
+        for (url, token, warn) in [
+            ("http://gw.internal:8080", Some("s3cret"), true),
+            ("http://10.0.0.7:8080/daef", Some("s3cret"), true),
+            ("http://[2001:db8::1]:8080", Some("s3cret"), true),
+            // Nothing to leak.
+            ("http://gw.internal:8080", None, false),
+            ("http://gw.internal:8080", Some("  "), false),
+            // Encrypted.
+            ("https://gw.internal", Some("s3cret"), false),
+            // Never leaves the machine.
+            ("http://127.0.0.1:8080", Some("s3cret"), false),
+            ("http://127.1.2.3:8080", Some("s3cret"), false),
+            ("http://localhost:8080", Some("s3cret"), false),
+            ("http://LocalHost", Some("s3cret"), false),
+            ("http://[::1]:8080", Some("s3cret"), false),
+            ("http://[::ffff:127.0.0.1]:8080", Some("s3cret"), false),
+            // Rejected by `Client::new` anyway.
+            ("not a url", Some("s3cret"), false),
+        ] {
+            assert_eq!(sends_token_in_clear(url, token), warn, "{url} {token:?}");
+        }
+
+        let config = ClientConfig {
+            base_url: "http://gw.internal:8080".into(),
+            token: Some("s3cret".into()),
+            ..ClientConfig::default()
+        };
+        let warning = config.plain_http_token_warning().unwrap();
+        assert!(warning.contains("http://gw.internal:8080"), "{warning}");
+        assert!(warning.contains("https://"), "{warning}");
+        assert!(!warning.contains("s3cret"), "{warning}");
+        assert_eq!(ClientConfig::default().plain_http_token_warning(), None);
     }
 
     #[test]

@@ -53,14 +53,22 @@ pub enum Error {
     /// The request never got an answer: connection refused or reset, DNS, a broken pipe.
     #[error("cannot reach the gateway: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The TLS handshake with an `https://` gateway failed: its certificate is signed by a CA
+    /// this client does not trust (see [`ClientConfig::ca_file`](crate::ClientConfig::ca_file)),
+    /// names another host, or has expired; or the port does not speak TLS. The message is
+    /// rustls' reason (`invalid peer certificate: UnknownIssuer`). Sending again fails the same
+    /// way until the configuration changes.
+    #[error("TLS handshake with the gateway failed: {0}")]
+    Tls(String),
     /// No complete answer within the configured per-request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The answer was not what the API defines (not JSON, missing fields).
     #[error("unexpected response: {0}")]
     Decode(String),
-    /// The client was configured wrongly (a base URL that is not `http://host:port`, a token
-    /// that cannot be a header value).
+    /// The client was configured wrongly (a base URL that is not `http[s]://host[:port]`, a
+    /// token that cannot be a header value, a CA file that cannot be read or holds no usable
+    /// certificate).
     #[error("invalid client configuration: {0}")]
     Config(String),
 }
@@ -69,6 +77,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error for a request that got no answer: [`Error::Tls`] when the TLS handshake
+    /// failed, [`Error::Transport`] otherwise.
+    pub(crate) fn unanswered(err: hyper_util::client::legacy::Error) -> Self {
+        match crate::tls::find_tls_error(&err) {
+            Some(tls) => Error::Tls(tls.to_string()),
+            None => Error::Transport(Box::new(err)),
+        }
+    }
+
     /// Builds the error for a non-success answer from its status, headers and body.
     pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let msg = error_message(status, body);
@@ -105,7 +122,11 @@ impl Error {
             Error::RateLimited { .. } => 429,
             Error::Unavailable(_) => 503,
             Error::Server { status, .. } => *status,
-            Error::Transport(_) | Error::Timeout(_) | Error::Decode(_) | Error::Config(_) => {
+            Error::Transport(_)
+            | Error::Tls(_)
+            | Error::Timeout(_)
+            | Error::Decode(_)
+            | Error::Config(_) => {
                 return None;
             }
         })
@@ -124,7 +145,11 @@ impl Error {
             | Error::Unavailable(m)
             | Error::RateLimited { msg: m, .. }
             | Error::Server { msg: m, .. } => Some(m),
-            Error::Transport(_) | Error::Timeout(_) | Error::Decode(_) | Error::Config(_) => None,
+            Error::Transport(_)
+            | Error::Tls(_)
+            | Error::Timeout(_)
+            | Error::Decode(_)
+            | Error::Config(_) => None,
         }
     }
 
@@ -254,5 +279,6 @@ mod tests {
         assert!(!Error::Conflict("stale lease".into()).is_transient());
         assert!(!Error::BadRequest("x".into()).is_transient());
         assert!(!Error::Decode("x".into()).is_transient());
+        assert!(!Error::Tls("invalid peer certificate: UnknownIssuer".into()).is_transient());
     }
 }

@@ -5,10 +5,15 @@
 //! HTTP client of the workspace: the reference worker, `daefctl`, the end-to-end tests and load
 //! generators all go through it.
 //!
-//! It speaks plain HTTP/1.1 through hyper-util's pooled client; TLS belongs in front of the
-//! gateway. It must never retry a request on its own (whether a retry is safe depends on the
-//! call: the caller decides, helped by [`Error::is_transient`]), never log or print the token,
-//! and never decide a lifecycle rule — it reports what the gateway answered.
+//! It speaks HTTP/1.1 through hyper-util's pooled client, over plain TCP for `http://` URLs and
+//! over TLS (rustls on the ring provider, through hyper-rustls) for `https://` ones — how a
+//! gateway behind a TLS ingress is reached. TLS trusts the platform's root certificates plus
+//! [`ClientConfig::ca_file`], a private CA. A token bound for another machine over plain
+//! `http://` is flagged by [`ClientConfig::plain_http_token_warning`] for the program to show.
+//!
+//! It must never retry a request on its own (whether a retry is safe depends on the call: the
+//! caller decides, helped by [`Error::is_transient`]), never log or print the token, and never
+//! decide a lifecycle rule — it reports what the gateway answered.
 
 pub mod audit;
 mod client;
@@ -16,6 +21,7 @@ pub mod error;
 pub mod event;
 pub mod model;
 pub mod settings;
+mod tls;
 
 pub use client::{
     AUDIT_PAGE_MAX, Client, ClientConfig, DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT,

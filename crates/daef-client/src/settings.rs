@@ -1,5 +1,7 @@
 //! Parsing the `DAEF_*` settings of programs built on the client (daef-worker, daefctl).
 
+use std::path::PathBuf;
+
 /// A parser for integers in `min..=max` whose error names the variable, for clap's
 /// `value_parser`: a bad value stops the program with a message the operator can act on.
 pub fn bounded(
@@ -12,6 +14,26 @@ pub fn bounded(
         _ => Err(format!(
             "{var} must be an integer from {min} to {max} (got {raw:?})"
         )),
+    }
+}
+
+/// A parser for the path of a PEM file of CA certificates ([`ClientConfig::ca_file`]), for
+/// clap's `value_parser`: the file is read and its certificates checked as the program starts,
+/// and an error names the variable.
+///
+/// [`ClientConfig::ca_file`]: crate::ClientConfig::ca_file
+pub fn ca_file(
+    var: &'static str,
+) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        if raw.trim().is_empty() {
+            return Err(format!(
+                "{var} is empty: set it to the path of a PEM file, or leave it unset"
+            ));
+        }
+        let path = PathBuf::from(raw);
+        crate::tls::ca_file_roots(&path).map_err(|e| format!("{var}: {e}"))?;
+        Ok(path)
     }
 }
 
@@ -31,5 +53,17 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_variable_and_the_file() {
+        let parse = ca_file("DAEF_CA_FILE");
+        let err = parse(" ").unwrap_err();
+        assert!(err.starts_with("DAEF_CA_FILE is empty"), "{err}");
+        let err = parse("/nonexistent/ca.pem").unwrap_err();
+        assert!(
+            err.starts_with("DAEF_CA_FILE: cannot read /nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 }

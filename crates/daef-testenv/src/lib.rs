@@ -7,12 +7,17 @@
 //! `DAEF_TEST_REQUIRE` (a comma-separated list such as `postgres,redis`) names it: then the
 //! test fails. CI sets it, so nothing is silently skipped there.
 //!
+//! With the `tls` feature, [`tls`] makes a throwaway certificate authority and puts a
+//! TLS-terminating proxy in front of a gateway, for tests of `https://` clients.
+//!
 //! This crate is used only by tests and xtask. It must never become a dependency of a shipped
 //! crate, must not depend on `daef-store` or `daef-queue` (their tests would link two copies of
 //! them), and only ever creates and drops its own `daef_test_*` schemas and `daef-test:*` keys.
 
 pub mod postgres;
 pub mod redis;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The variable listing the backends that must be present (`postgres`, `redis`, …).
 pub const REQUIRE_VAR: &str = "DAEF_TEST_REQUIRE";

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -258,6 +259,14 @@ impl Gateway {
         Err("no free port".to_owned())
     }
 
+    /// Where it listens (plain HTTP).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the gateway's URL is http://<ip>:<port>")
+    }
+
     /// A client for assertions.
     pub(crate) fn client(&self, token: Option<&str>) -> Client {
         Client::connect(&self.url, token).expect("client")
@@ -293,6 +302,16 @@ impl Gateway {
 
 /// Runs daefctl against `url` to completion.
 pub(crate) async fn daefctl_at(url: &str, token: Option<&str>, args: &[&str]) -> Out {
+    daefctl_with(url, token, &[], args).await
+}
+
+/// Runs daefctl against `url` to completion, with these `DAEF_*` variables too.
+pub(crate) async fn daefctl_with(
+    url: &str,
+    token: Option<&str>,
+    vars: &[(&str, String)],
+    args: &[&str],
+) -> Out {
     let mut cmd = tokio::process::Command::new(bin("daefctl"));
     cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (key, _) in std::env::vars() {
@@ -303,6 +322,9 @@ pub(crate) async fn daefctl_at(url: &str, token: Option<&str>, args: &[&str]) ->
     cmd.env("DAEF_CONTROL_PLANE_URL", url);
     if let Some(token) = token {
         cmd.env("DAEF_API_TOKEN", token);
+    }
+    for (key, value) in vars {
+        cmd.env(key, value);
     }
     let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await

@@ -1,5 +1,6 @@
 //! A gateway on `127.0.0.1:<free port>`, stopped when dropped.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use daef_auth::Authenticator;
@@ -18,6 +19,8 @@ pub(crate) const TOKENS: &str =
 #[derive(Debug)]
 pub(crate) struct Gateway {
     pub(crate) base_url: String,
+    /// Where it listens (plain HTTP).
+    pub(crate) addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -52,13 +55,15 @@ impl Gateway {
                 .with_event_streams(events),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("address"));
+        let addr = listener.local_addr().expect("address");
+        let base_url = format!("http://{addr}");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(daef_http::serve(listener, app, async {
             let _ = stopped.await;
         }));
         Self {
             base_url,
+            addr,
             stop: Some(stop),
         }
     }

@@ -6,4 +6,5 @@ mod errors;
 mod events;
 mod gateway;
 mod jobs;
+mod tls;
 mod workers;
