@@ -165,23 +165,28 @@ pub(crate) enum DeadLetter {
 
 #[derive(Debug, Args)]
 pub(crate) struct Requeue {
-    /// Tasks to requeue, as JOB_ID/TASK_ID.
-    #[arg(value_name = "JOB_ID/TASK_ID", value_parser = task_key)]
+    /// Tasks to requeue, as JOB_ID/TASK_ID, sent in one request.
+    #[arg(value_name = "JOB_ID/TASK_ID", value_parser = task_key, conflicts_with_all = ["job", "all", "batch_size", "limit"])]
     pub(crate) tasks: Vec<(String, String)>,
-    /// Requeue every dead task of this job.
+    /// Requeue every dead task of this job, in batches.
     #[arg(long, value_name = "JOB_ID")]
     pub(crate) job: Option<String>,
-    /// Requeue every dead task (up to --limit of them).
+    /// Requeue every dead task, in batches.
     #[arg(long, conflicts_with = "job")]
     pub(crate) all: bool,
-    /// With --job or --all: how many dead letters to look at.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) limit: u64,
+    /// With --job or --all: most tasks per request. The default is the gateway's default
+    /// DAEF_ADMIN_REQUEUE_MAX_BATCH; a gateway that takes fewer says so, and its limit is used.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) batch_size: u64,
+    /// With --job or --all: stop after this many tasks (default: every dead task).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u64>,
     /// Only count how many of the listed tasks are dead letters; change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Confirmation token for large batches (the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN).
-    /// Deliberately a flag only: a large requeue should be typed, not inherited from a shell.
+    /// Confirmation token for large batches (the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN),
+    /// sent with every batch. Deliberately a flag only: a large requeue should be typed, not
+    /// inherited from a shell.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) confirm: Option<String>,
 }
@@ -331,6 +336,21 @@ mod tests {
         assert!(r.dry_run);
         assert!(parse(&["dead-letter", "requeue", "job-1"]).is_err());
         assert!(parse(&["dead-letter", "requeue", "--all", "--job", "j"]).is_err());
+        // Named tasks go in one request: batching options and a selection do not mix with them.
+        assert!(parse(&["dead-letter", "requeue", "job-1/load", "--all"]).is_err());
+        assert!(parse(&["dead-letter", "requeue", "job-1/load", "--batch-size", "5"]).is_err());
+    }
+
+    #[test]
+    fn requeue_all_batches_by_default_like_the_gateway() {
+        let Command::DeadLetter(DeadLetter::Requeue(r)) =
+            parse(&["dead-letter", "requeue", "--all"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((r.batch_size, r.limit), (100, None));
+        assert!(parse(&["dead-letter", "requeue", "--all", "--batch-size", "0"]).is_err());
+        assert!(parse(&["dead-letter", "requeue", "--job", "j", "--batch-size", "3"]).is_ok());
     }
 
     #[test]

@@ -7,3 +7,4 @@ mod flow;
 mod harness;
 mod lease;
 mod postgres;
+mod requeue;
