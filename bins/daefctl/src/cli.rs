@@ -197,8 +197,8 @@ pub(crate) enum Audit {
     List(AuditList),
     /// Every matching event, oldest first: JSON, or CSV with --csv.
     Export(AuditExport),
-    /// Re-verify the hash chain here from the API output (DESIGN.md §6) and compare with the
-    /// gateway's own check; names the first bad event.
+    /// Re-verify the hash chain here from the API output (as docs/api.md, "The audit log",
+    /// defines it) and compare with the gateway's own check; names the first bad event.
     Verify,
 }
 
@@ -240,7 +240,7 @@ pub(crate) struct AuditList {
 pub(crate) struct AuditExport {
     #[command(flatten)]
     pub(crate) filters: AuditFilters,
-    /// CSV with the DESIGN.md §6 columns instead of a JSON array.
+    /// CSV with the API's export columns (docs/api.md, "The audit log") instead of a JSON array.
     #[arg(long)]
     pub(crate) csv: bool,
     /// Write to this file instead of stdout.
