@@ -89,7 +89,8 @@ pub(crate) struct Submit {
     #[arg(long)]
     pub(crate) tenant: Option<String>,
     /// An explicit DAG: a JSON file (`-` for stdin) holding an array of tasks
-    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}`.
+    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}`; `inputs` is an
+    /// object of strings (`{"rows": "500"}`, not `500`).
     #[arg(long, value_name = "FILE")]
     pub(crate) tasks: Option<PathBuf>,
     /// Follow the job with a live progress bar until it completes, fails or is canceled.
