@@ -1,16 +1,15 @@
-//! `dead-letter list|requeue` and `audit list|export|verify`.
+//! `dead-letter list` and `audit list|export|verify` (`dead-letter requeue` is in `requeue`).
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use daef_client::audit::{self, ChainCheck};
-use daef_client::model::{AuditFilter, TaskKey};
+use daef_client::model::AuditFilter;
 use daef_core::audit::AuditEvent;
-use daef_core::model::JobId;
 use serde_json::json;
 
 use crate::Ctx;
-use crate::cli::{AuditExport, AuditFilters, AuditList, Requeue};
+use crate::cli::{AuditExport, AuditFilters, AuditList};
 use crate::explain::exit;
 use crate::output::{self, Table, short, time};
 
@@ -37,59 +36,6 @@ pub(crate) async fn dead_letters(ctx: &Ctx, limit: Option<u64>) -> anyhow::Resul
             "\nrequeue with: daefctl dead-letter requeue {}/{} [--dry-run]",
             d.job_id, d.task_id
         );
-    }
-    Ok(exit::OK)
-}
-
-pub(crate) async fn requeue(ctx: &Ctx, args: Requeue) -> anyhow::Result<u8> {
-    let mut keys: Vec<TaskKey> = args
-        .tasks
-        .iter()
-        .map(|(job, task)| TaskKey {
-            job_id: JobId::new(job.as_str()),
-            task_id: task.clone(),
-        })
-        .collect();
-    if args.all || args.job.is_some() {
-        let dead = ctx.client.dead_letters(Some(args.limit)).await?;
-        let picked = dead
-            .into_iter()
-            .filter(|d| args.job.as_deref().is_none_or(|j| d.job_id.as_str() == j));
-        keys.extend(picked.map(|d| TaskKey {
-            job_id: d.job_id,
-            task_id: d.task_id,
-        }));
-        if keys.is_empty() {
-            if ctx.json {
-                output::json(&json!({"requested": 0, "requeued": 0}))?;
-            } else {
-                println!("no dead letters to requeue");
-            }
-            return Ok(exit::OK);
-        }
-    }
-    if keys.is_empty() {
-        bail!("nothing to requeue: name tasks as JOB_ID/TASK_ID, or use --job JOB_ID or --all");
-    }
-    let outcome = ctx
-        .client
-        .requeue_dead_letters(&keys, args.dry_run, args.confirm.as_deref())
-        .await?;
-    if ctx.json {
-        output::json(&outcome)?;
-    } else if outcome.dry_run {
-        println!(
-            "dry run: {} of {} listed tasks are dead letters; nothing changed",
-            outcome.requeued, outcome.requested
-        );
-    } else {
-        println!(
-            "requeued {} of {} listed tasks",
-            outcome.requeued, outcome.requested
-        );
-        if outcome.requeued < outcome.requested {
-            println!("(the others were not dead letters: already requeued, or never dead)");
-        }
     }
     Ok(exit::OK)
 }

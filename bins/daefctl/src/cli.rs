@@ -92,7 +92,8 @@ pub(crate) struct Submit {
     #[arg(long)]
     pub(crate) tenant: Option<String>,
     /// An explicit DAG: a JSON file (`-` for stdin) holding an array of tasks
-    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}`.
+    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}`; `inputs` is an
+    /// object of strings (`{"rows": "500"}`, not `500`).
     #[arg(long, value_name = "FILE")]
     pub(crate) tasks: Option<PathBuf>,
     /// Follow the job with a live progress bar until it completes, fails or is canceled.
@@ -168,23 +169,28 @@ pub(crate) enum DeadLetter {
 
 #[derive(Debug, Args)]
 pub(crate) struct Requeue {
-    /// Tasks to requeue, as JOB_ID/TASK_ID.
-    #[arg(value_name = "JOB_ID/TASK_ID", value_parser = task_key)]
+    /// Tasks to requeue, as JOB_ID/TASK_ID, sent in one request.
+    #[arg(value_name = "JOB_ID/TASK_ID", value_parser = task_key, conflicts_with_all = ["job", "all", "batch_size", "limit"])]
     pub(crate) tasks: Vec<(String, String)>,
-    /// Requeue every dead task of this job.
+    /// Requeue every dead task of this job, in batches.
     #[arg(long, value_name = "JOB_ID")]
     pub(crate) job: Option<String>,
-    /// Requeue every dead task (up to --limit of them).
+    /// Requeue every dead task, in batches.
     #[arg(long, conflicts_with = "job")]
     pub(crate) all: bool,
-    /// With --job or --all: how many dead letters to look at.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) limit: u64,
+    /// With --job or --all: most tasks per request. The default is the gateway's default
+    /// DAEF_ADMIN_REQUEUE_MAX_BATCH; a gateway that takes fewer says so, and its limit is used.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) batch_size: u64,
+    /// With --job or --all: stop after this many tasks (default: every dead task).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u64>,
     /// Only count how many of the listed tasks are dead letters; change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Confirmation token for large batches (the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN).
-    /// Deliberately a flag only: a large requeue should be typed, not inherited from a shell.
+    /// Confirmation token for large batches (the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN),
+    /// sent with every batch. Deliberately a flag only: a large requeue should be typed, not
+    /// inherited from a shell.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) confirm: Option<String>,
 }
@@ -195,8 +201,8 @@ pub(crate) enum Audit {
     List(AuditList),
     /// Every matching event, oldest first: JSON, or CSV with --csv.
     Export(AuditExport),
-    /// Re-verify the hash chain here from the API output (DESIGN.md §6) and compare with the
-    /// gateway's own check; names the first bad event.
+    /// Re-verify the hash chain here from the API output (as docs/api.md, "The audit log",
+    /// defines it) and compare with the gateway's own check; names the first bad event.
     Verify,
 }
 
@@ -238,7 +244,7 @@ pub(crate) struct AuditList {
 pub(crate) struct AuditExport {
     #[command(flatten)]
     pub(crate) filters: AuditFilters,
-    /// CSV with the DESIGN.md §6 columns instead of a JSON array.
+    /// CSV with the API's export columns (docs/api.md, "The audit log") instead of a JSON array.
     #[arg(long)]
     pub(crate) csv: bool,
     /// Write to this file instead of stdout.
@@ -334,6 +340,21 @@ mod tests {
         assert!(r.dry_run);
         assert!(parse(&["dead-letter", "requeue", "job-1"]).is_err());
         assert!(parse(&["dead-letter", "requeue", "--all", "--job", "j"]).is_err());
+        // Named tasks go in one request: batching options and a selection do not mix with them.
+        assert!(parse(&["dead-letter", "requeue", "job-1/load", "--all"]).is_err());
+        assert!(parse(&["dead-letter", "requeue", "job-1/load", "--batch-size", "5"]).is_err());
+    }
+
+    #[test]
+    fn requeue_all_batches_by_default_like_the_gateway() {
+        let Command::DeadLetter(DeadLetter::Requeue(r)) =
+            parse(&["dead-letter", "requeue", "--all"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((r.batch_size, r.limit), (100, None));
+        assert!(parse(&["dead-letter", "requeue", "--all", "--batch-size", "0"]).is_err());
+        assert!(parse(&["dead-letter", "requeue", "--job", "j", "--batch-size", "3"]).is_ok());
     }
 
     #[test]

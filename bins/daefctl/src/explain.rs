@@ -68,12 +68,15 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
         Error::BadRequest(msg) if msg.contains("confirmation token") => (
             format!("400 bad request: {msg}"),
             "this batch is large enough to need confirmation: pass --confirm TOKEN (the gateway's \
-             DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN), or requeue fewer tasks at once"
+             DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN), or requeue fewer tasks at once (with --all or \
+             --job, a --batch-size below the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD)"
                 .to_owned(),
         ),
         Error::BadRequest(msg) if msg.contains("max batch size") => (
             format!("400 bad request: {msg}"),
-            "requeue fewer tasks at once (the gateway's DAEF_ADMIN_REQUEUE_MAX_BATCH)".to_owned(),
+            "requeue fewer tasks at once (the gateway's DAEF_ADMIN_REQUEUE_MAX_BATCH); --all and --job \
+             send batches that fit"
+                .to_owned(),
         ),
         Error::BadRequest(msg) => (format!("400 bad request: {msg}"), "fix the named field or option and retry".to_owned()),
         Error::PayloadTooLarge(msg) => (

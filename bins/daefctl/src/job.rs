@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use daef_client::model::{JobFilter, JobInfo, JobSubmission, TaskFilter, TaskInfo, TaskSubmission};
 use daef_core::model::{JobId, JobStatus};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::Ctx;
@@ -73,12 +72,6 @@ fn final_line(job: &JobInfo) -> String {
 
 /// Tasks from a file or stdin: a JSON array of tasks, or an object with a `tasks` array.
 fn read_tasks(path: &Path) -> anyhow::Result<Vec<TaskSubmission>> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Tasks {
-        List(Vec<TaskSubmission>),
-        Wrapped { tasks: Vec<TaskSubmission> },
-    }
     let text = if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
@@ -88,11 +81,23 @@ fn read_tasks(path: &Path) -> anyhow::Result<Vec<TaskSubmission>> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
     };
-    let parsed: Tasks = serde_json::from_str(&text).with_context(|| {
-        format!("{} must hold a JSON array of tasks ({{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}})", path.display())
-    })?;
-    Ok(match parsed {
-        Tasks::List(tasks) | Tasks::Wrapped { tasks } => tasks,
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    // An array, or the array wrapped as {"tasks": [...]} like a submit body. Deserialized on its
+    // own rather than through an untagged enum, whose error would not say what is wrong (most
+    // often a number in `inputs`).
+    let list = match value {
+        serde_json::Value::Object(mut wrapper) if wrapper.contains_key("tasks") => {
+            wrapper.remove("tasks").unwrap_or_default()
+        }
+        other => other,
+    };
+    serde_json::from_value(list).with_context(|| {
+        format!(
+            "{} must hold a JSON array of tasks ({{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}}; \
+             inputs is an object of strings: \"rows\": \"500\", not 500)",
+            path.display()
+        )
     })
 }
 
@@ -265,6 +270,19 @@ mod tests {
         assert_eq!(read_tasks(&wrapped).unwrap()[0].inputs["k"], "v");
         let err = format!("{:#}", read_tasks(&bad).unwrap_err());
         assert!(err.contains("must hold a JSON array of tasks"), "{err}");
+        // The mistake newcomers make: a number among the inputs. The error says which value.
+        let number = dir.join("number.json");
+        std::fs::write(
+            &number,
+            r#"[{"task_id":"a","type":"t","inputs":{"rows":500}}]"#,
+        )
+        .unwrap();
+        let err = format!("{:#}", read_tasks(&number).unwrap_err());
+        assert!(err.contains("inputs is an object of strings"), "{err}");
+        assert!(
+            err.contains("invalid type: integer `500`, expected a string"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,6 +13,7 @@ mod job;
 mod ops;
 mod output;
 mod progress;
+mod requeue;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,7 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tasks(args) => job::tasks(&ctx, args).await,
         Command::Cancel { job_id } => job::cancel(&ctx, &job_id).await,
         Command::DeadLetter(DeadLetter::List { limit }) => admin::dead_letters(&ctx, limit).await,
-        Command::DeadLetter(DeadLetter::Requeue(args)) => admin::requeue(&ctx, args).await,
+        Command::DeadLetter(DeadLetter::Requeue(args)) => requeue::requeue(&ctx, args).await,
         Command::Audit(Audit::List(args)) => admin::audit_list(&ctx, args).await,
         Command::Audit(Audit::Export(args)) => admin::audit_export(&ctx, args).await,
         Command::Audit(Audit::Verify) => admin::audit_verify(&ctx).await,

@@ -1,5 +1,6 @@
-//! `submit --wait`: follows a job until it ends, with a live progress bar of its tasks on a
-//! terminal (one line per task change otherwise). Nothing is drawn with `--json`.
+//! Progress on stderr for long commands ([`Progress`]: a bar on a terminal, lines above it or
+//! on their own), and `submit --wait`, which follows a job until it ends with a bar of its tasks
+//! (one line per task change otherwise). Nothing is drawn with `--json`.
 //!
 //! It reads the job's event stream (`GET /v1/jobs/{id}/events`), reconnecting when the stream
 //! breaks (a new stream starts with the current state, so nothing is lost), and falls back to
@@ -169,24 +170,24 @@ pub(crate) fn describe(task_id: &str, before: Option<&Seen>, now: &Seen) -> Opti
     })
 }
 
-/// The bar (on a terminal) or the change lines (elsewhere).
+/// A progress bar on stderr when it is a terminal, with lines printed above it; elsewhere only
+/// the lines, so a log or a pipe gets a record instead of redraws. Quiet (`--json`) draws
+/// nothing but warnings.
 #[derive(Debug)]
-pub(crate) struct View {
+pub(crate) struct Progress {
     quiet: bool,
     bar: Option<ProgressBar>,
-    seen: BTreeMap<String, Seen>,
     started: Instant,
 }
 
-impl View {
-    pub(crate) fn new(quiet: bool) -> Self {
+impl Progress {
+    /// `template` is an indicatif template for the bar (`{pos}`, `{len}`, `{msg}`, …).
+    pub(crate) fn new(quiet: bool, template: &str) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} tasks completed · {msg} · {elapsed}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style = ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -194,8 +195,70 @@ impl View {
         Self {
             quiet,
             bar,
-            seen: BTreeMap::new(),
             started: Instant::now(),
+        }
+    }
+
+    /// Redraws the bar: `position` of `length` done, and a message beside it.
+    pub(crate) fn show(&self, position: u64, length: u64, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(length);
+            bar.set_position(position);
+            bar.set_message(message);
+        }
+    }
+
+    /// A line above the bar (or on its own), stamped with the seconds since the start.
+    pub(crate) fn line(&self, text: &str) {
+        if !self.quiet {
+            self.print(text);
+        }
+    }
+
+    /// A line shown even when quiet: something the user would otherwise wonder about, such as
+    /// a pause.
+    pub(crate) fn warn(&self, text: &str) {
+        self.print(text);
+    }
+
+    fn print(&self, text: &str) {
+        let stamped = format!("{:>6.1}s  {text}", self.started.elapsed().as_secs_f64());
+        match &self.bar {
+            Some(bar) => bar.println(stamped),
+            None => eprintln!("{stamped}"),
+        }
+    }
+
+    /// Done: the bar is cleared (the lines stay).
+    pub(crate) fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Stops drawing without a verdict, leaving the bar as it was.
+    pub(crate) fn abandon(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+}
+
+/// A job's tasks: the bar counts completed tasks, a line per task change.
+#[derive(Debug)]
+pub(crate) struct View {
+    progress: Progress,
+    seen: BTreeMap<String, Seen>,
+}
+
+impl View {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Self {
+            progress: Progress::new(
+                quiet,
+                "{spinner} [{bar:30}] {pos}/{len} tasks completed · {msg} · {elapsed}",
+            ),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -209,17 +272,14 @@ impl View {
     /// Takes the current state of one task.
     pub(crate) fn task(&mut self, task_id: &str, now: Seen) {
         if let Some(line) = describe(task_id, self.seen.get(task_id), &now) {
-            self.line(&line);
+            self.progress.line(&line);
         }
         self.seen.insert(task_id.to_owned(), now);
         self.redraw();
     }
 
     fn redraw(&self) {
-        let Some(bar) = &self.bar else { return };
         let count = |s: TaskStatus| self.seen.values().filter(|t| t.status == s).count();
-        bar.set_length(self.seen.len() as u64);
-        bar.set_position(count(TaskStatus::Completed) as u64);
         let mut parts = vec![
             format!("{} running", count(TaskStatus::Running)),
             format!("{} queued", count(TaskStatus::Queued)),
@@ -232,39 +292,27 @@ impl View {
                 parts.push(format!("{} {word}", count(status)));
             }
         }
-        bar.set_message(parts.join(" · "));
-    }
-
-    /// A line above the bar (or on its own).
-    pub(crate) fn line(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
-        let stamped = format!("{:>6.1}s  {text}", self.started.elapsed().as_secs_f64());
-        match &self.bar {
-            Some(bar) => bar.println(stamped),
-            None => eprintln!("{stamped}"),
-        }
+        self.progress.show(
+            count(TaskStatus::Completed) as u64,
+            self.seen.len() as u64,
+            parts.join(" · "),
+        );
     }
 
     /// A remark that is not a task change.
     pub(crate) fn note(&self, text: &str) {
-        self.line(text);
+        self.progress.line(text);
     }
 
     /// The job ended: a last line, and the bar is cleared.
     pub(crate) fn finish(&mut self, job: &JobInfo) {
-        self.line(&format!("job {}", job.status));
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.progress.line(&format!("job {}", job.status));
+        self.progress.finish();
     }
 
     /// Stops drawing without a verdict.
     pub(crate) fn abandon(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.abandon();
-        }
+        self.progress.abandon();
     }
 }
 

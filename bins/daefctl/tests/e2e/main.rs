@@ -7,4 +7,5 @@ mod flow;
 mod harness;
 mod lease;
 mod postgres;
+mod requeue;
 mod tls;
