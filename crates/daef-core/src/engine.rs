@@ -4,6 +4,10 @@
 //! call (atomic and conditional); the engine only sequences store and queue calls and records
 //! metrics. Queue failures after a store commit are logged, not returned: the store already holds
 //! the truth and the reconciler re-enqueues what the queue missed.
+//!
+//! Text handed to the engine must not contain NUL characters: the Postgres store cannot hold
+//! them. `daef-http` refuses them at the boundary, for every backend alike; a service embedding
+//! the engine must do the same before calling it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
