@@ -240,37 +240,41 @@ pub(super) const DEPENDENCY_COMPLETED: &str = "WITH d AS ( \
      RETURNING t.job_id, t.task_id, t.priority, \
          ($4::boolean AND t.status = 'Queued' AND t.pending_dependencies = 0) AS ready";
 
-/// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` now + orphan delay,
-/// `$7` lease, `$8` idempotency key: `fail_attempt` for a reported failure. Back to `Queued`
-/// while attempts remain (dispatchable at once when the job is dispatching), else `Failed` and
-/// dead-lettered.
-pub(super) const FAIL_REPORTED: &str = "UPDATE tasks SET \
-         error = $3, last_report_key = $8, last_report_lease = $7, \
-         lease_expires_at = NULL, updated_at = $4::timestamptz, \
+/// The outcome of `fail_attempt` (`$4` now, `$5` job dispatching, `$6` now + orphan delay):
+/// back to `Queued` while attempts remain (dispatchable at once when the job is dispatching),
+/// else `Failed` and dead-lettered. Shared by [`FAIL_REPORTED`] and [`FAIL_EXPIRED`].
+macro_rules! fail_attempt_outcome {
+    () => {
+        "lease_expires_at = NULL, updated_at = $4::timestamptz, \
          status = CASE WHEN attempt < attempt_limit THEN 'Queued' ELSE 'Failed' END, \
          dead_lettered_at = CASE WHEN attempt < attempt_limit \
              THEN dead_lettered_at ELSE $4::timestamptz END, \
          redispatch_at = CASE WHEN attempt < attempt_limit AND $5::boolean \
              THEN $6::timestamptz ELSE NULL END, \
          redispatch_count = CASE WHEN attempt < attempt_limit AND $5::boolean \
-             THEN 0 ELSE redispatch_count END \
-     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
-     RETURNING status, attempt";
+             THEN 0 ELSE redispatch_count END "
+    };
+}
+
+/// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` now + orphan delay,
+/// `$7` lease, `$8` idempotency key: `fail_attempt` for a reported failure, which is remembered
+/// so that a repeated report is answered as a duplicate.
+pub(super) const FAIL_REPORTED: &str = concat!(
+    "UPDATE tasks SET error = $3, last_report_key = $8, last_report_lease = $7, ",
+    fail_attempt_outcome!(),
+    "WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
+     RETURNING status, attempt"
+);
 
 /// [`FAIL_REPORTED`] for a lapsed lease (`$1`–`$7` alike): no report to remember, and only
 /// while the lease is the one seen and still lapsed.
-pub(super) const FAIL_EXPIRED: &str = "UPDATE tasks SET \
-         error = $3, lease_expires_at = NULL, updated_at = $4::timestamptz, \
-         status = CASE WHEN attempt < attempt_limit THEN 'Queued' ELSE 'Failed' END, \
-         dead_lettered_at = CASE WHEN attempt < attempt_limit \
-             THEN dead_lettered_at ELSE $4::timestamptz END, \
-         redispatch_at = CASE WHEN attempt < attempt_limit AND $5::boolean \
-             THEN $6::timestamptz ELSE NULL END, \
-         redispatch_count = CASE WHEN attempt < attempt_limit AND $5::boolean \
-             THEN 0 ELSE redispatch_count END \
-     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
+pub(super) const FAIL_EXPIRED: &str = concat!(
+    "UPDATE tasks SET error = $3, ",
+    fail_attempt_outcome!(),
+    "WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
        AND lease_expires_at <= $4::timestamptz \
-     RETURNING status, attempt";
+     RETURNING status, attempt"
+);
 
 /// `$1` job: a failed job dispatches nothing, so its waiting tasks stop being re-enqueued.
 pub(super) const PAUSE_DISPATCH: &str = "WITH waiting AS ( \
