@@ -29,6 +29,19 @@ use crate::ports::{
 use crate::time::Timestamp;
 use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 
+/// A backend that did not answer [`Engine::ready`].
+#[derive(Debug, thiserror::Error)]
+#[error("{port} ({backend}) unavailable")]
+pub struct NotReady {
+    /// `store` or `queue`.
+    pub port: &'static str,
+    /// The adapter (`memory`, `postgres`, `redis`).
+    pub backend: &'static str,
+    /// Why it did not answer.
+    #[source]
+    pub source: Error,
+}
+
 /// Most assignments one poll may hand out.
 pub const MAX_POLL_TASKS: usize = 100;
 
@@ -128,10 +141,21 @@ impl Engine {
         &self.config
     }
 
-    /// Checks that both backends answer.
-    pub async fn ready(&self) -> Result<()> {
-        self.store.ping().await?;
-        self.queue.ping().await
+    /// Checks that both backends answer; the error names the one that does not.
+    pub async fn ready(&self) -> std::result::Result<(), NotReady> {
+        let not_ready = |port, backend, source| NotReady {
+            port,
+            backend,
+            source,
+        };
+        self.store
+            .ping()
+            .await
+            .map_err(|e| not_ready("store", self.store.backend(), e))?;
+        self.queue
+            .ping()
+            .await
+            .map_err(|e| not_ready("queue", self.queue.backend(), e))
     }
 
     /// Plans and stores a job, then enqueues its dispatchable tasks.

@@ -18,8 +18,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with this status and message.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error with this status and message. Private: callers say what went wrong through a
+    /// named constructor, and this module alone maps that to a status.
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -36,6 +37,16 @@ impl ApiError {
     /// 404 for an unknown route.
     pub fn route_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not found")
+    }
+
+    /// 409: the resource is not in a state that allows the request.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 503: a backend does not answer; the message names it, never its error text.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
     /// 405 with the methods the path accepts.
@@ -76,13 +87,10 @@ impl From<daef_core::Error> for ApiError {
             Error::NotFound(resource) => {
                 Self::new(StatusCode::NOT_FOUND, format!("{resource} not found"))
             }
-            Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
+            Error::Conflict(message) => Self::conflict(message),
             Error::Unavailable { backend, source } => {
                 tracing::warn!(backend, error = %source, "backend unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{backend} unavailable, retry later"),
-                )
+                Self::unavailable(format!("{backend} unavailable, retry later"))
             }
             Error::Backend { backend, source } => {
                 tracing::error!(backend, error = %source, "backend error");

@@ -8,13 +8,19 @@
 //! names the unavailable backend, and the cause goes to the log).
 
 pub mod app;
+mod auditing;
+pub mod config;
+mod ctx;
 pub mod error;
 mod handler;
 pub mod json;
 pub mod metrics;
+mod pipeline;
+pub mod response;
 pub mod route;
 pub mod server;
 
-pub use app::{AdminLimits, App, EventStreamConfig, HttpConfig};
+pub use app::App;
+pub use config::{AdminLimits, EventStreamConfig, HttpConfig};
 pub use metrics::Metrics;
 pub use server::serve;

@@ -178,16 +178,43 @@ impl Route {
         }
     }
 
-    /// The audit action of an admin route (a 403 on it is audited under this action).
-    pub fn admin_action(&self) -> Option<&'static str> {
+    /// What the audit log records of this route's requests (DESIGN.md §4, docs/api.md "What is
+    /// audited"). One arm per route and no wildcard, so a new route must say.
+    pub fn audit(&self) -> Audit {
         use daef_core::audit::action;
         match self {
-            Route::ListDeadLetters => Some(action::DEAD_LETTER_LIST),
-            Route::RequeueDeadLetters => Some(action::DEAD_LETTER_REQUEUE),
-            Route::ListAudit | Route::VerifyAudit => Some(action::AUDIT_READ),
-            _ => None,
+            Route::ListDeadLetters => Audit::Always(action::DEAD_LETTER_LIST),
+            Route::RequeueDeadLetters => Audit::Always(action::DEAD_LETTER_REQUEUE),
+            Route::CancelJob(_) => Audit::Always(action::JOB_CANCEL),
+            // A read of the log changes nothing; only a refused one is worth recording.
+            Route::ListAudit | Route::VerifyAudit => Audit::WhenForbidden(action::AUDIT_READ),
+            Route::Healthz
+            | Route::Readyz
+            | Route::SubmitJob
+            | Route::ListJobs
+            | Route::GetJob(_)
+            | Route::ListTasks(_)
+            | Route::JobEvents(_)
+            | Route::RegisterWorker
+            | Route::Heartbeat(_)
+            | Route::Assignments(_)
+            | Route::Report
+            | Route::MetricsJson
+            | Route::MetricsPrometheus => Audit::Never,
         }
     }
+}
+
+/// Which of a route's requests go to the audit log, under which action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// None of them.
+    Never,
+    /// Only those refused for the token's scope (403).
+    WhenForbidden(&'static str),
+    /// Every request that got past authentication: refused ones (403, a bad body or query)
+    /// here in the pipeline, the rest by the route's handler, which knows the outcome.
+    Always(&'static str),
 }
 
 /// Decodes `%XX` escapes in a path segment; malformed escapes are kept as they are.
@@ -363,8 +390,15 @@ mod tests {
             Route::MetricsPrometheus.requirements(),
             Some(&[Metrics, Operator][..])
         );
-        assert_eq!(Route::VerifyAudit.admin_action(), Some("audit_read"));
-        assert_eq!(Route::ListJobs.admin_action(), None);
+        assert_eq!(
+            Route::VerifyAudit.audit(),
+            Audit::WhenForbidden("audit_read")
+        );
+        assert_eq!(
+            Route::CancelJob(JobId::new("j")).audit(),
+            Audit::Always("job_cancel")
+        );
+        assert_eq!(Route::ListJobs.audit(), Audit::Never);
         assert_eq!(
             Route::JobEvents(JobId::new("j")).requirements(),
             Route::GetJob(JobId::new("j")).requirements()

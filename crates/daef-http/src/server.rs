@@ -53,6 +53,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             }
         });
     }
+    // Closed now, so new connections are refused at once rather than left in the backlog
+    // until the drain below ends.
+    drop(listener);
     tracing::info!("shutting down: no longer accepting connections");
     // Event streams never end on their own while their job runs; end them so the drain below
     // only waits for ordinary requests.

@@ -7,12 +7,15 @@ use daef_core::Timestamp;
 use daef_core::audit::{action, result, to_csv};
 use daef_core::model::{JobId, TaskRef};
 use daef_core::ports::{AuditQuery, RateDecision};
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use serde_json::{Value, json};
 
-use crate::app::{self, App, AuditEntry, Body, Ctx};
+use crate::app::App;
+use crate::auditing::AuditEntry;
+use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
+use crate::response::{self, Body};
 
 const DEAD_LETTER_PATH: &str = "/v1/admin/queue/dead-letter";
 const MAX_PAGE: usize = 1_000;
@@ -55,7 +58,7 @@ pub(super) async fn list_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Respons
             let details = format!("returned {} dead letters", tasks.len());
             app.audit(ctx, list_entry(limit as u64, result::OK, &details))
                 .await;
-            Ok(app::json(StatusCode::OK, &json!({"tasks": tasks})))
+            Ok(response::ok(&json!({"tasks": tasks})))
         }
         Err(err) => {
             let err = ApiError::from(err);
@@ -190,7 +193,7 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
             };
             app.audit(ctx, requeue_entry(requested, outcome, &details))
                 .await;
-            Ok(app::json(StatusCode::OK, &body))
+            Ok(response::ok(&body))
         }
         Err(err) => {
             let err = ApiError::from(err);
@@ -231,19 +234,17 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
     };
     let events = app.engine.list_audit(&query).await?;
     if csv {
-        return Ok(app::with_type(
-            StatusCode::OK,
+        return Ok(response::ok_with_type(
             to_csv(&events),
             "text/csv; charset=utf-8",
         ));
     }
-    Ok(app::json(
-        StatusCode::OK,
+    Ok(response::ok(
         &json!({"returned": events.len(), "limit": query.limit, "offset": query.offset, "events": events}),
     ))
 }
 
 pub(super) async fn verify_audit(app: &App) -> ApiResult<Response<Body>> {
     let verification = app.engine.verify_audit().await?;
-    Ok(app::json(StatusCode::OK, &verification))
+    Ok(response::ok(&verification))
 }

@@ -25,16 +25,19 @@ use daef_core::Engine;
 use daef_core::model::{Job, JobId, JobStatus, Task, TaskStatus};
 use daef_core::ports::TaskQuery;
 use http_body_util::BodyExt;
+use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::access::visible_job;
 use super::view::{JobView, TaskView};
-use super::visible_job;
-use crate::app::{App, Body, Ctx, EventStreamConfig};
+use crate::app::App;
+use crate::config::EventStreamConfig;
+use crate::ctx::Ctx;
 use crate::error::ApiResult;
+use crate::response::{self, Body};
 
 /// Events a slow reader may fall behind by before the stream waits for it.
 const BUFFER: usize = 64;
@@ -54,13 +57,8 @@ pub(super) async fn events(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respon
         failing: false,
     };
     tokio::spawn(watcher.run(job));
-    let mut response = Response::new(ChannelBody { rx }.boxed());
-    *response.status_mut() = StatusCode::OK;
+    let mut response = response::ok_stream(ChannelBody { rx }.boxed(), "text/event-stream");
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells buffering reverse proxies (nginx) to pass events through as they come.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

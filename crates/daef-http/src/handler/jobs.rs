@@ -5,14 +5,17 @@ use daef_core::model::{JobId, JobStatus, Priority, TaskStatus};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{JobQuery, TaskQuery};
 use daef_core::transition::CancelOutcome;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use serde_json::{Value, json};
 
+use super::access::visible_job;
 use super::view::{JobView, TaskView};
-use super::visible_job;
-use crate::app::{self, App, AuditEntry, Body, Ctx};
+use crate::app::App;
+use crate::auditing::AuditEntry;
+use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
+use crate::response::{self, Body};
 
 /// Longest job `type` or task `type`.
 const MAX_TYPE_LEN: usize = 128;
@@ -36,13 +39,10 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         job_id: &'a JobId,
         status: &'static str,
     }
-    Ok(app::json(
-        StatusCode::ACCEPTED,
-        &Submitted {
-            job_id: &job.job_id,
-            status: job.status.as_str(),
-        },
-    ))
+    Ok(response::accepted(&Submitted {
+        job_id: &job.job_id,
+        status: job.status.as_str(),
+    }))
 }
 
 /// Validates the submit body's types; the planner validates the DAG itself.
@@ -141,15 +141,14 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         })
         .await?;
     let jobs: Vec<JobView<'_>> = page.items.iter().map(JobView::from).collect();
-    Ok(app::json(
-        StatusCode::OK,
+    Ok(response::ok(
         &json!({"total": page.total, "returned": jobs.len(), "limit": limit, "offset": offset, "jobs": jobs}),
     ))
 }
 
 pub(super) async fn get(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
     let job = visible_job(app, ctx, id).await?;
-    Ok(app::json(StatusCode::OK, &JobView::from(&job)))
+    Ok(response::ok(&JobView::from(&job)))
 }
 
 /// Every cancel request is audited: `ok` when it canceled the job, `noop` otherwise.
@@ -189,10 +188,7 @@ pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respon
             .for_tenant(&job.tenant),
     )
     .await;
-    Ok(app::json(
-        StatusCode::OK,
-        &json!({"accepted": outcome.accepted()}),
-    ))
+    Ok(response::ok(&json!({"accepted": outcome.accepted()})))
 }
 
 pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
@@ -226,5 +222,5 @@ pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respons
     if let Some(offset) = offset {
         body["offset"] = json!(offset);
     }
-    Ok(app::json(StatusCode::OK, &body))
+    Ok(response::ok(&body))
 }

@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource. Each parses and validates its input (errors name
 //! the field), calls the engine, and shapes the response.
 
+mod access;
 mod admin;
 mod events;
 mod jobs;
@@ -8,12 +9,12 @@ mod ops;
 mod view;
 mod workers;
 
-use daef_core::Resource;
-use daef_core::model::{Job, JobId};
 use hyper::Response;
 
-use crate::app::{App, Body, Ctx};
+use crate::app::App;
+use crate::ctx::Ctx;
 use crate::error::ApiResult;
+use crate::response::Body;
 use crate::route::Route;
 
 pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Response<Body>> {
@@ -36,17 +37,5 @@ pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Re
         Route::RequeueDeadLetters => admin::requeue_dead_letters(app, ctx).await,
         Route::ListAudit => admin::list_audit(app, ctx).await,
         Route::VerifyAudit => admin::verify_audit(app).await,
-    }
-}
-
-/// Loads a job the principal may see. Another tenant's job is answered exactly as an unknown
-/// one (404 `job not found`, after the same store read), so a tenant cannot learn which job
-/// ids exist (DESIGN.md §4: no existence oracle).
-pub(crate) async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Job> {
-    let job = app.engine.job(id).await?;
-    if ctx.principal.can_access_tenant(&job.tenant) {
-        Ok(job)
-    } else {
-        Err(daef_core::Error::NotFound(Resource::Job).into())
     }
 }

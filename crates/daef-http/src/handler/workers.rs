@@ -9,13 +9,15 @@ use daef_core::model::{
     Assignment, Gpu, JobId, Report, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::ReportOutcome;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use serde_json::json;
 
-use super::visible_job;
-use crate::app::{self, App, Body, Ctx};
+use super::access::visible_job;
+use crate::app::App;
+use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
+use crate::response::{self, Body};
 
 /// Longest worker id, job id, task id, lease id or idempotency key.
 const MAX_ID_LEN: usize = 128;
@@ -45,8 +47,7 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
     app.engine
         .register_worker(worker_id, &capabilities, ctx.now)
         .await?;
-    Ok(app::json(
-        StatusCode::OK,
+    Ok(response::ok(
         &json!({"accepted": true, "heartbeat_interval_seconds": app.engine.config().heartbeat_interval_seconds()}),
     ))
 }
@@ -93,8 +94,7 @@ pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Respo
     // value of the wrong type is still a bad request.
     fields.int("timestamp_unix", i64::MIN, i64::MAX)?;
     let extended = app.engine.heartbeat(id, &stats, ctx.now).await?;
-    Ok(app::json(
-        StatusCode::OK,
+    Ok(response::ok(
         &json!({"accepted": true, "leases_extended": extended}),
     ))
 }
@@ -127,12 +127,9 @@ pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Res
     struct Assignments<'a> {
         assignments: &'a [Assignment],
     }
-    Ok(app::json(
-        StatusCode::OK,
-        &Assignments {
-            assignments: &assignments,
-        },
-    ))
+    Ok(response::ok(&Assignments {
+        assignments: &assignments,
+    }))
 }
 
 /// Polls; while nothing is assigned and `wait` has not passed, waits for work enqueued in this
@@ -238,17 +235,14 @@ pub(super) async fn report(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
             Ok(accepted())
         }
         ReportOutcome::Duplicate | ReportOutcome::JobCanceled => Ok(accepted()),
-        ReportOutcome::StaleLease => Err(ApiError::new(StatusCode::CONFLICT, "stale lease")),
-        ReportOutcome::NotRunning => {
-            Err(ApiError::new(StatusCode::CONFLICT, "task is not running"))
-        }
+        ReportOutcome::StaleLease => Err(ApiError::conflict("stale lease")),
+        ReportOutcome::NotRunning => Err(ApiError::conflict("task is not running")),
     }
 }
 
 /// `200 {"accepted":true}`, the answer to most reports, from a static body.
 fn accepted() -> Response<Body> {
-    app::with_type(
-        StatusCode::OK,
+    response::ok_with_type(
         bytes::Bytes::from_static(br#"{"accepted":true}"#),
         "application/json",
     )

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use daef_auth::Authenticator;
 use daef_core::{Engine, EngineConfig};
-use daef_http::app::Body;
+use daef_http::response::Body;
 use daef_http::{App, EventStreamConfig, HttpConfig};
 use daef_queue::{MemoryQueue, MemoryRateLimiter};
 use daef_store::MemoryStore;

@@ -487,7 +487,7 @@ pub(crate) struct Resp {
 }
 
 impl Resp {
-    async fn read(response: hyper::Response<daef_http::app::Body>) -> Resp {
+    async fn read(response: hyper::Response<daef_http::response::Body>) -> Resp {
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.expect("infallible body").to_bytes();
         let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 body");
