@@ -1,79 +1,96 @@
-//! Writing the audit log: [`AuditEntry`] is what one audited request did; [`App::audit`]
-//! appends it (under the chain's lock, in the store) and counts it in `admin_actions_total`.
+//! Writing the audit log: an [`AuditNote`] is what one audited request did; [`App::audit`]
+//! appends it under the action and resource its route names (under the chain's lock, in the
+//! store) and counts it in `admin_actions_total`.
 
 use daef_core::audit::{self, AuditDraft};
 use daef_core::metric;
 use metrics::counter;
 
+use hyper::Response;
+
 use crate::app::App;
 use crate::ctx::Ctx;
+use crate::error::ApiResult;
+use crate::response::Body;
+use crate::route::{Audit, Route};
 
-/// What one audited request did.
+/// What the audit log keeps of one request, as its handler (or the pipeline, for a refusal)
+/// saw it. The action and the resource come from the route ([`Route::audit`],
+/// [`Route::audit_resource`]), so a handler cannot file its request under another one.
 #[derive(Debug)]
-pub(crate) struct AuditEntry<'a> {
-    action: &'static str,
-    resource: &'a str,
+pub(crate) struct AuditNote {
     requested: u64,
     result: &'static str,
-    details: &'a str,
+    details: String,
     /// The tenant the action concerns when known (a job's); else the request's tenant.
-    tenant: Option<&'a str>,
+    tenant: Option<String>,
 }
 
-impl<'a> AuditEntry<'a> {
-    /// An entry recorded under the request's tenant.
-    pub(crate) fn new(
-        action: &'static str,
-        resource: &'a str,
-        requested: u64,
-        result: &'static str,
-        details: &'a str,
-    ) -> Self {
+impl AuditNote {
+    /// A note recorded under the request's tenant.
+    pub(crate) fn new(result: &'static str, requested: u64, details: impl Into<String>) -> Self {
         Self {
-            action,
-            resource,
             requested,
             result,
-            details,
+            details: details.into(),
             tenant: None,
         }
     }
 
-    /// Records the entry under `tenant` (the tenant of the job acted on).
-    pub(crate) fn for_tenant(self, tenant: &'a str) -> Self {
+    /// Records the note under `tenant` (the tenant of the job acted on).
+    pub(crate) fn for_tenant(self, tenant: &str) -> Self {
         Self {
-            tenant: Some(tenant),
+            tenant: Some(tenant.to_owned()),
             ..self
         }
     }
 }
 
+/// An audited handler's answer and what the audit log keeps of it.
+pub(crate) type Audited = (ApiResult<Response<Body>>, AuditNote);
+
 impl App {
-    /// Appends an audit event for an admin or cancel request and counts it. A failure to write
-    /// it is logged loudly: the action itself has already been decided.
-    pub(crate) async fn audit(&self, ctx: &Ctx, entry: AuditEntry<'_>) {
-        let tenant = entry
-            .tenant
-            .map_or_else(|| ctx.audit_tenant(), str::to_owned);
+    /// Writes an audited handler's note and hands its answer on.
+    pub(crate) async fn audited(
+        &self,
+        ctx: &Ctx,
+        route: &Route,
+        (answer, note): Audited,
+    ) -> ApiResult<Response<Body>> {
+        self.audit(ctx, route, note).await;
+        answer
+    }
+
+    /// Appends the audit event of a request to `route` and counts it. A failure to write it is
+    /// logged loudly: the action itself has already been decided.
+    pub(crate) async fn audit(&self, ctx: &Ctx, route: &Route, note: AuditNote) {
+        let action = match route.audit() {
+            Audit::Always(action) | Audit::WhenForbidden(action) => action,
+            Audit::Never => {
+                debug_assert!(false, "{} is never audited", route.template());
+                return;
+            }
+        };
+        let tenant = note.tenant.unwrap_or_else(|| ctx.audit_tenant());
         let draft = AuditDraft {
-            action: entry.action.to_owned(),
+            action: action.to_owned(),
             actor: ctx.principal.id.clone(),
             tenant: tenant.clone(),
             remote_addr: ctx.remote.to_string(),
-            resource: entry.resource.to_owned(),
+            resource: route.audit_resource(),
             payload_hash: audit::payload_hash(&ctx.body),
-            requested: entry.requested,
-            result: entry.result.to_owned(),
-            details: entry.details.to_owned(),
+            requested: note.requested,
+            result: note.result.to_owned(),
+            details: note.details,
         };
         if let Err(err) = self.engine.audit(draft, ctx.now).await {
-            tracing::error!(action = entry.action, result = entry.result, error = %err, source = ?std::error::Error::source(&err), "could not append to the audit log");
+            tracing::error!(action, result = note.result, error = %err, source = ?std::error::Error::source(&err), "could not append to the audit log");
         }
         counter!(
             metric::ADMIN_ACTIONS_TOTAL,
-            "action" => entry.action,
+            "action" => action,
             "actor" => ctx.principal.id.clone(),
-            "result" => entry.result,
+            "result" => note.result,
             "tenant" => self.tenant_label(&tenant),
         )
         .increment(1);

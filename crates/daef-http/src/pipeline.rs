@@ -18,7 +18,7 @@ use metrics::{counter, histogram};
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::auditing::AuditEntry;
+use crate::auditing::AuditNote;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::handler;
@@ -146,15 +146,15 @@ impl App {
         if let Some(required) = route.requirements()
             && let Err(denied) = ctx.principal.require(required)
         {
-            if let Audit::Always(action) | Audit::WhenForbidden(action) = route.audit() {
-                self.audit_refusal(ctx, &route, action, result::FORBIDDEN, &denied.to_string())
+            if route.audit() != Audit::Never {
+                self.audit_refusal(ctx, &route, result::FORBIDDEN, &denied.to_string())
                     .await;
             }
             return (error_response(denied.into()), actor);
         }
         if let Some(err) = request_error {
-            if let Audit::Always(action) = route.audit() {
-                self.audit_refusal(ctx, &route, action, result::REJECTED, &err.message)
+            if let Audit::Always(_) = route.audit() {
+                self.audit_refusal(ctx, &route, result::REJECTED, &err.message)
                     .await;
             }
             return (error_response(err), actor);
@@ -166,25 +166,14 @@ impl App {
     }
 
     /// Audits a request refused before its handler ran (403, or a body or query it cannot
-    /// use). A cancel names its job and is recorded as one request that changed nothing
-    /// (`noop`); an admin request names its route and the refusal (`forbidden`, `rejected`).
-    async fn audit_refusal(
-        &self,
-        ctx: &Ctx,
-        route: &Route,
-        action: &'static str,
-        refusal: &'static str,
-        why: &str,
-    ) {
-        let (resource, requested, outcome) = match route {
-            Route::CancelJob(id) => (format!("/v1/jobs/{id}"), 1, result::NOOP),
-            _ => (route.template().to_owned(), 0, refusal),
+    /// use). A cancel is recorded as one request that changed nothing (`noop`); an admin
+    /// request with the refusal (`forbidden`, `rejected`).
+    async fn audit_refusal(&self, ctx: &Ctx, route: &Route, refusal: &'static str, why: &str) {
+        let note = match route {
+            Route::CancelJob(_) => AuditNote::new(result::NOOP, 1, why),
+            _ => AuditNote::new(refusal, 0, why),
         };
-        self.audit(
-            ctx,
-            AuditEntry::new(action, &resource, requested, outcome, why),
-        )
-        .await;
+        self.audit(ctx, route, note).await;
     }
 
     /// Refuses a request whose body was not read (401, unknown route, 405). The body is read

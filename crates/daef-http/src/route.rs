@@ -203,6 +203,14 @@ impl Route {
             | Route::MetricsPrometheus => Audit::Never,
         }
     }
+
+    /// The `resource` of this route's audit events: the job a cancel names, else the route.
+    pub fn audit_resource(&self) -> String {
+        match self {
+            Route::CancelJob(id) => format!("/v1/jobs/{id}"),
+            _ => self.template().to_owned(),
+        }
+    }
 }
 
 /// Which of a route's requests go to the audit log, under which action.

@@ -4,68 +4,49 @@
 use std::time::Duration;
 
 use daef_core::Timestamp;
-use daef_core::audit::{action, result, to_csv};
+use daef_core::audit::{result, to_csv};
 use daef_core::model::{JobId, TaskRef};
 use daef_core::ports::{AuditQuery, RateDecision};
 use hyper::Response;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::auditing::AuditEntry;
+use crate::auditing::{AuditNote, Audited};
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
 use crate::response::{self, Body};
 
-const DEAD_LETTER_PATH: &str = "/v1/admin/queue/dead-letter";
 const MAX_PAGE: usize = 1_000;
 const DEFAULT_PAGE: usize = 50;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
-/// An audit entry for `GET /v1/admin/queue/dead-letter`.
-fn list_entry<'a>(requested: u64, outcome: &'static str, details: &'a str) -> AuditEntry<'a> {
-    AuditEntry::new(
-        action::DEAD_LETTER_LIST,
-        DEAD_LETTER_PATH,
-        requested,
-        outcome,
-        details,
-    )
+/// A request refused for its input (400): audited as `rejected`.
+fn rejected(err: ApiError, requested: u64) -> Audited {
+    let note = AuditNote::new(result::REJECTED, requested, err.message.clone());
+    (Err(err), note)
 }
 
-/// An audit entry for `POST /v1/admin/queue/dead-letter`.
-fn requeue_entry<'a>(requested: u64, outcome: &'static str, details: &'a str) -> AuditEntry<'a> {
-    AuditEntry::new(
-        action::DEAD_LETTER_REQUEUE,
-        DEAD_LETTER_PATH,
-        requested,
-        outcome,
-        details,
-    )
+/// A request the backend failed (5xx): audited as `error`.
+fn failed(err: ApiError, requested: u64) -> Audited {
+    let note = AuditNote::new(result::ERROR, requested, err.message.clone());
+    (Err(err), note)
 }
 
-pub(super) async fn list_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
+pub(super) async fn list_dead_letters(app: &App, ctx: &Ctx) -> Audited {
     let limit = match ctx.query.limit(DEFAULT_PAGE, MAX_PAGE) {
         Ok(limit) => limit,
-        Err(err) => {
-            app.audit(ctx, list_entry(0, result::REJECTED, &err.message))
-                .await;
-            return Err(err);
-        }
+        Err(err) => return rejected(err, 0),
     };
     match app.engine.dead_letters(limit).await {
         Ok(tasks) => {
             let details = format!("returned {} dead letters", tasks.len());
-            app.audit(ctx, list_entry(limit as u64, result::OK, &details))
-                .await;
-            Ok(response::ok(&json!({"tasks": tasks})))
+            (
+                Ok(response::ok(&json!({"tasks": tasks}))),
+                AuditNote::new(result::OK, limit as u64, details),
+            )
         }
-        Err(err) => {
-            let err = ApiError::from(err);
-            app.audit(ctx, list_entry(limit as u64, result::ERROR, &err.message))
-                .await;
-            Err(err)
-        }
+        Err(err) => failed(err.into(), limit as u64),
     }
 }
 
@@ -103,25 +84,17 @@ fn parse_requeue(body: &[u8]) -> ApiResult<Requeue> {
 }
 
 /// The safety checks of DESIGN.md §4, in their order: body, batch size, confirmation, rate limit.
-pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
-    let reject = |err: ApiError, requested: u64| async move {
-        app.audit(
-            ctx,
-            requeue_entry(requested, result::REJECTED, &err.message),
-        )
-        .await;
-        Err(err)
-    };
+pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
     let request = match parse_requeue(&ctx.body) {
         Ok(request) => request,
-        Err(err) => return reject(err, 0).await,
+        Err(err) => return rejected(err, 0),
     };
     let requested = request.tasks.len() as u64;
     let limits = &app.config.admin;
     if limits.max_batch > 0 && requested > limits.max_batch as u64 {
         let err =
             ApiError::bad_request(format!("tasks exceeds max batch size {}", limits.max_batch));
-        return reject(err, requested).await;
+        return rejected(err, requested);
     }
     // A dry run changes nothing, so it needs no confirmation (as in the seed).
     if !request.dry_run
@@ -133,7 +106,7 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
         // Compare hashes: blake3::Hash equality is constant-time.
         if blake3::hash(presented.as_bytes()) != blake3::hash(token.as_bytes()) {
             let err = ApiError::bad_request("confirmation token required for large requeue");
-            return reject(err, requested).await;
+            return rejected(err, requested);
         }
     }
     if !request.dry_run && limits.rate_limit_per_min > 0 {
@@ -147,60 +120,49 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> ApiResult<Resp
             Ok(RateDecision::Allowed) => {}
             Ok(RateDecision::Limited { retry_after_secs }) => {
                 let details = format!("limit {limit} per minute; retry after {retry_after_secs}s");
-                app.audit(
-                    ctx,
-                    requeue_entry(requested, result::RATE_LIMITED, &details),
-                )
-                .await;
-                return Err(ApiError::rate_limited(
-                    "requeue rate limit exceeded",
-                    retry_after_secs,
-                ));
+                return (
+                    Err(ApiError::rate_limited(
+                        "requeue rate limit exceeded",
+                        retry_after_secs,
+                    )),
+                    AuditNote::new(result::RATE_LIMITED, requested, details),
+                );
             }
-            Err(err) => {
-                let err = ApiError::from(err);
-                app.audit(ctx, requeue_entry(requested, result::ERROR, &err.message))
-                    .await;
-                return Err(err);
-            }
+            Err(err) => return failed(err.into(), requested),
         }
     }
-    match app
+    let summary = match app
         .engine
         .requeue_dead(&request.tasks, request.dry_run, ctx.now)
         .await
     {
-        Ok(summary) => {
-            let (outcome, details, body) = if request.dry_run {
-                (
-                    result::DRY_RUN,
-                    format!(
-                        "{} of {} listed tasks are dead letters",
-                        summary.requeued, requested
-                    ),
-                    json!({"dry_run": true, "requested": requested, "requeued": summary.requeued}),
-                )
-            } else {
-                app.work_enqueued(usize::try_from(summary.requeued).unwrap_or(usize::MAX));
-                (
-                    result::OK,
-                    format!(
-                        "requeued {} of {} listed tasks",
-                        summary.requeued, requested
-                    ),
-                    json!({"requested": requested, "requeued": summary.requeued}),
-                )
-            };
-            app.audit(ctx, requeue_entry(requested, outcome, &details))
-                .await;
-            Ok(response::ok(&body))
-        }
-        Err(err) => {
-            let err = ApiError::from(err);
-            app.audit(ctx, requeue_entry(requested, result::ERROR, &err.message))
-                .await;
-            Err(err)
-        }
+        Ok(summary) => summary,
+        Err(err) => return failed(err.into(), requested),
+    };
+    let requeued = summary.requeued;
+    if request.dry_run {
+        (
+            Ok(response::ok(
+                &json!({"dry_run": true, "requested": requested, "requeued": requeued}),
+            )),
+            AuditNote::new(
+                result::DRY_RUN,
+                requested,
+                format!("{requeued} of {requested} listed tasks are dead letters"),
+            ),
+        )
+    } else {
+        app.work_enqueued(usize::try_from(requeued).unwrap_or(usize::MAX));
+        (
+            Ok(response::ok(
+                &json!({"requested": requested, "requeued": requeued}),
+            )),
+            AuditNote::new(
+                result::OK,
+                requested,
+                format!("requeued {requeued} of {requested} listed tasks"),
+            ),
+        )
     }
 }
 

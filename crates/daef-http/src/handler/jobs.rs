@@ -1,6 +1,6 @@
 //! `/v1/jobs…`: submit, list, status, cancel, tasks.
 
-use daef_core::audit::{action, result};
+use daef_core::audit::result;
 use daef_core::model::{JobId, JobStatus, Priority, TaskStatus};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{JobQuery, TaskQuery};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::access::visible_job;
 use super::view::{JobView, TaskView};
 use crate::app::App;
-use crate::auditing::AuditEntry;
+use crate::auditing::{AuditNote, Audited};
 use crate::ctx::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Fields};
@@ -152,43 +152,28 @@ pub(super) async fn get(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<
 }
 
 /// Every cancel request is audited: `ok` when it canceled the job, `noop` otherwise.
-pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
-    let resource = format!("/v1/jobs/{id}");
+pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> Audited {
+    let refused = |err: ApiError| {
+        let note = AuditNote::new(result::NOOP, 1, err.message.clone());
+        (Err(err), note)
+    };
     let job = match visible_job(app, ctx, id).await {
         Ok(job) => job,
-        Err(err) => {
-            app.audit(
-                ctx,
-                AuditEntry::new(action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message),
-            )
-            .await;
-            return Err(err);
-        }
+        Err(err) => return refused(err),
     };
     let outcome = match app.engine.cancel(&job.job_id, ctx.now).await {
         Ok(outcome) => outcome,
-        Err(err) => {
-            let err = ApiError::from(err);
-            app.audit(
-                ctx,
-                AuditEntry::new(action::JOB_CANCEL, &resource, 1, result::NOOP, &err.message),
-            )
-            .await;
-            return Err(err);
-        }
+        Err(err) => return refused(err.into()),
     };
     let (outcome_label, details) = match outcome {
         CancelOutcome::Canceled => (result::OK, "canceled".to_owned()),
         CancelOutcome::AlreadyCanceled => (result::NOOP, "already canceled".to_owned()),
         CancelOutcome::AlreadyFinished => (result::NOOP, format!("already {}", job.status)),
     };
-    app.audit(
-        ctx,
-        AuditEntry::new(action::JOB_CANCEL, &resource, 1, outcome_label, &details)
-            .for_tenant(&job.tenant),
+    (
+        Ok(response::ok(&json!({"accepted": outcome.accepted()}))),
+        AuditNote::new(outcome_label, 1, details).for_tenant(&job.tenant),
     )
-    .await;
-    Ok(response::ok(&json!({"accepted": outcome.accepted()})))
 }
 
 pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {

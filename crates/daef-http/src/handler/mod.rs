@@ -18,23 +18,32 @@ use crate::response::Body;
 use crate::route::Route;
 
 pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Response<Body>> {
-    match route {
+    match &route {
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(app).await),
         Route::MetricsJson => Ok(ops::metrics_json(app)),
         Route::MetricsPrometheus => Ok(ops::metrics_prometheus(app)),
         Route::SubmitJob => jobs::submit(app, ctx).await,
         Route::ListJobs => jobs::list(app, ctx).await,
-        Route::GetJob(id) => jobs::get(app, ctx, &id).await,
-        Route::CancelJob(id) => jobs::cancel(app, ctx, &id).await,
-        Route::ListTasks(id) => jobs::tasks(app, ctx, &id).await,
-        Route::JobEvents(id) => events::events(app, ctx, &id).await,
+        Route::GetJob(id) => jobs::get(app, ctx, id).await,
+        Route::CancelJob(id) => {
+            app.audited(ctx, &route, jobs::cancel(app, ctx, id).await)
+                .await
+        }
+        Route::ListTasks(id) => jobs::tasks(app, ctx, id).await,
+        Route::JobEvents(id) => events::events(app, ctx, id).await,
         Route::RegisterWorker => workers::register(app, ctx).await,
-        Route::Heartbeat(id) => workers::heartbeat(app, ctx, &id).await,
-        Route::Assignments(id) => workers::assignments(app, ctx, &id).await,
+        Route::Heartbeat(id) => workers::heartbeat(app, ctx, id).await,
+        Route::Assignments(id) => workers::assignments(app, ctx, id).await,
         Route::Report => workers::report(app, ctx).await,
-        Route::ListDeadLetters => admin::list_dead_letters(app, ctx).await,
-        Route::RequeueDeadLetters => admin::requeue_dead_letters(app, ctx).await,
+        Route::ListDeadLetters => {
+            app.audited(ctx, &route, admin::list_dead_letters(app, ctx).await)
+                .await
+        }
+        Route::RequeueDeadLetters => {
+            app.audited(ctx, &route, admin::requeue_dead_letters(app, ctx).await)
+                .await
+        }
         Route::ListAudit => admin::list_audit(app, ctx).await,
         Route::VerifyAudit => admin::verify_audit(app).await,
     }
