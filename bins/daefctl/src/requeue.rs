@@ -68,7 +68,7 @@ pub(crate) async fn requeue(ctx: &Ctx, args: Requeue) -> anyhow::Result<u8> {
         return Err(err.into());
     }
     if ctx.json {
-        output::json(&run.total)?;
+        output::json(&outcome_json(&run.total))?;
     } else if run.total.requested == 0 {
         println!("no dead letters to requeue");
     } else {
@@ -81,6 +81,16 @@ pub(crate) async fn requeue(ctx: &Ctx, args: Requeue) -> anyhow::Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+/// `--json` output of a requeue: `{"dry_run", "requested", "requeued"}`, `dry_run` always
+/// present (the gateway's answer leaves it out unless true).
+fn outcome_json(outcome: &RequeueOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "dry_run": outcome.dry_run,
+        "requested": outcome.requested,
+        "requeued": outcome.requeued,
+    })
 }
 
 /// The tasks named on the command line, in one request.
@@ -103,7 +113,7 @@ async fn requeue_named(ctx: &Ctx, args: &Requeue) -> anyhow::Result<u8> {
         .requeue_dead_letters(&keys, args.dry_run, args.confirm.as_deref())
         .await?;
     if ctx.json {
-        output::json(&outcome)?;
+        output::json(&outcome_json(&outcome))?;
     } else {
         print_summary(&outcome, 1);
     }

@@ -526,10 +526,6 @@ impl Client {
         max_tasks: u32,
         wait_ms: Option<u32>,
     ) -> Result<Vec<Assignment>> {
-        #[derive(serde::Deserialize)]
-        struct Assignments {
-            assignments: Vec<Assignment>,
-        }
         let mut q = QueryString::new();
         q.num("max_tasks", Some(u64::from(max_tasks)));
         q.num("wait_ms", wait_ms.map(u64::from));
@@ -573,13 +569,11 @@ impl Client {
         dry_run: bool,
         confirm: Option<&str>,
     ) -> Result<RequeueOutcome> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            tasks: &'a [TaskKey],
-            #[serde(skip_serializing_if = "std::ops::Not::not")]
-            dry_run: bool,
-        }
-        let body = serde_json::to_vec(&Body { tasks, dry_run })
+        let request = RequeueRequest {
+            tasks: tasks.to_vec(),
+            dry_run,
+        };
+        let body = serde_json::to_vec(&request)
             .map_err(|e| Error::Decode(format!("cannot encode request: {e}")))?;
         let mut extra = Vec::new();
         if let Some(token) = confirm {

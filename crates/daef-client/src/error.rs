@@ -168,11 +168,7 @@ impl Error {
 
 /// The `error` field of a JSON error body; else the body text (short) or the status's reason.
 fn error_message(status: StatusCode, body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+    if let Ok(parsed) = serde_json::from_slice::<daef_api::ErrorBody>(body) {
         return parsed.error;
     }
     let text = String::from_utf8_lossy(body);

@@ -360,15 +360,14 @@ pub struct Worker {
     pub last_heartbeat: Timestamp,
 }
 
-/// An assignment handed to a worker by a poll.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// An assignment handed to a worker by a poll. (Its wire form is `daef_api::Assignment`.)
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     /// The task's job.
     pub job_id: JobId,
     /// The task.
     pub task_id: String,
     /// The task's type.
-    #[serde(rename = "type")]
     pub task_type: String,
     /// The task's inputs.
     pub inputs: BTreeMap<String, String>,
@@ -383,8 +382,8 @@ pub struct Assignment {
     pub timeout_sec: u32,
 }
 
-/// A task sitting in the dead-letter queue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A task sitting in the dead-letter queue. (Its wire form is `daef_api::DeadLetter`.)
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
     /// The task's job.
     pub job_id: JobId,

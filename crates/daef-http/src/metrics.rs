@@ -4,9 +4,11 @@
 //! The recorder is process-global (that is how the `metrics` facade works), so it is installed
 //! once; every `App` in the process shares it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use daef_api::{HistogramSample, MetricSample, MetricsSnapshot};
 use daef_core::metric;
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
@@ -16,7 +18,6 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use metrics_util::registry::{Registry, Storage};
-use serde::Serialize;
 
 /// Latency buckets for `http_request_duration_seconds` (Prometheus histogram, not a summary, so
 /// replicas can be aggregated).
@@ -75,17 +76,17 @@ impl Metrics {
     }
 
     /// Every metric as JSON, sorted by name then labels.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::default();
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = MetricsSnapshot::default();
         self.json.visit_counters(|key, counter| {
-            snapshot.counters.push(Sample {
+            snapshot.counters.push(MetricSample {
                 name: name(key),
                 labels: labels(key),
                 value: counter.load(Ordering::Relaxed) as f64,
             });
         });
         self.json.visit_gauges(|key, gauge| {
-            snapshot.gauges.push(Sample {
+            snapshot.gauges.push(MetricSample {
                 name: name(key),
                 labels: labels(key),
                 value: f64::from_bits(gauge.load(Ordering::Relaxed)),
@@ -116,54 +117,10 @@ fn name(key: &Key) -> String {
     key.name().to_owned()
 }
 
-fn labels(key: &Key) -> Vec<(String, String)> {
-    let mut labels: Vec<(String, String)> = key
-        .labels()
+fn labels(key: &Key) -> BTreeMap<String, String> {
+    key.labels()
         .map(|l| (l.key().to_owned(), l.value().to_owned()))
-        .collect();
-    labels.sort();
-    labels
-}
-
-/// The JSON form of `/v1/metrics`.
-#[derive(Debug, Default, Serialize)]
-pub struct Snapshot {
-    /// Monotonic counters.
-    pub counters: Vec<Sample>,
-    /// Point-in-time values.
-    pub gauges: Vec<Sample>,
-    /// Distributions, as count and sum.
-    pub histograms: Vec<HistogramSample>,
-}
-
-/// One counter or gauge series.
-#[derive(Debug, Serialize)]
-pub struct Sample {
-    /// Metric name.
-    pub name: String,
-    /// Label pairs.
-    #[serde(serialize_with = "as_object")]
-    pub labels: Vec<(String, String)>,
-    /// Current value.
-    pub value: f64,
-}
-
-/// One histogram series.
-#[derive(Debug, Serialize)]
-pub struct HistogramSample {
-    /// Metric name.
-    pub name: String,
-    /// Label pairs.
-    #[serde(serialize_with = "as_object")]
-    pub labels: Vec<(String, String)>,
-    /// Observations.
-    pub count: u64,
-    /// Sum of observations.
-    pub sum: f64,
-}
-
-fn as_object<S: serde::Serializer>(labels: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(labels.iter().map(|(k, v)| (k, v)))
+        .collect()
 }
 
 /// Storage for the JSON side: counters and gauges are atomics; a histogram keeps only its count

@@ -68,13 +68,8 @@ fn with_type(
 
 /// `{"error": message}` with the error's status and headers.
 pub(crate) fn error_response(err: ApiError) -> Response<Body> {
-    #[derive(Serialize)]
-    struct ErrorBody<'a> {
-        error: &'a str,
-    }
-    let mut response = match serde_json::to_vec(&ErrorBody {
-        error: &err.message,
-    }) {
+    let body = daef_api::ErrorBody { error: err.message };
+    let mut response = match serde_json::to_vec(&body) {
         Ok(bytes) => with_type(err.status, bytes, "application/json"),
         Err(_) => with_type(err.status, Bytes::new(), "application/json"),
     };

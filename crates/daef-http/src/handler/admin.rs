@@ -1,6 +1,7 @@
 //! `/v1/admin/…`: the dead-letter queue and the audit log. Every dead-letter request that got
 //! past authentication is audited, rejected ones included.
 
+use daef_api as api;
 use std::time::Duration;
 
 use daef_core::Timestamp;
@@ -8,7 +9,7 @@ use daef_core::audit::{result, to_csv};
 use daef_core::model::{JobId, TaskRef};
 use daef_core::ports::{AuditQuery, RateDecision};
 use hyper::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::app::App;
 use crate::auditing::{AuditNote, Audited};
@@ -42,7 +43,9 @@ pub(super) async fn list_dead_letters(app: &App, ctx: &Ctx) -> Audited {
         Ok(tasks) => {
             let details = format!("returned {} dead letters", tasks.len());
             (
-                Ok(response::ok(&json!({"tasks": tasks}))),
+                Ok(response::ok(&api::DeadLetterList {
+                    tasks: tasks.into_iter().map(Into::into).collect(),
+                })),
                 AuditNote::new(result::OK, limit as u64, details),
             )
         }
@@ -142,9 +145,11 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
     let requeued = summary.requeued;
     if request.dry_run {
         (
-            Ok(response::ok(
-                &json!({"dry_run": true, "requested": requested, "requeued": requeued}),
-            )),
+            Ok(response::ok(&api::RequeueOutcome {
+                dry_run: true,
+                requested,
+                requeued,
+            })),
             AuditNote::new(
                 result::DRY_RUN,
                 requested,
@@ -154,9 +159,11 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
     } else {
         app.work_enqueued(usize::try_from(requeued).unwrap_or(usize::MAX));
         (
-            Ok(response::ok(
-                &json!({"requested": requested, "requeued": requeued}),
-            )),
+            Ok(response::ok(&api::RequeueOutcome {
+                dry_run: false,
+                requested,
+                requeued,
+            })),
             AuditNote::new(
                 result::OK,
                 requested,
@@ -201,9 +208,12 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
             "text/csv; charset=utf-8",
         ));
     }
-    Ok(response::ok(
-        &json!({"returned": events.len(), "limit": query.limit, "offset": query.offset, "events": events}),
-    ))
+    Ok(response::ok(&api::AuditPage {
+        returned: events.len() as u64,
+        limit: query.limit as u64,
+        offset: query.offset as u64,
+        events,
+    }))
 }
 
 pub(super) async fn verify_audit(app: &App) -> ApiResult<Response<Body>> {

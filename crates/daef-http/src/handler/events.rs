@@ -14,6 +14,7 @@
 //! any other. A reconnecting client gets the current state again (there is no replay).
 //! Tenant rules are those of `GET /v1/jobs/{id}`, checked before the stream opens.
 
+use daef_api as api;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -32,7 +33,6 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use super::access::visible_job;
-use super::view::{JobView, TaskView};
 use crate::app::App;
 use crate::config::EventStreamConfig;
 use crate::ctx::Ctx;
@@ -135,10 +135,10 @@ impl Watcher {
             self.send_task_changes(&job.job_id).await?;
             if self.job.as_ref() != Some(&JobKey::from(&job)) {
                 self.job = Some(JobKey::from(&job));
-                self.send("job", &JobView::from(&job)).await?;
+                self.send("job", &api::JobInfo::from(&job)).await?;
             }
             if job.status.is_terminal() {
-                return self.send("end", &JobView::from(&job)).await;
+                return self.send("end", &api::JobInfo::from(&job)).await;
             }
             self.pause().await?;
             match self.engine.job(&job.job_id).await {
@@ -169,7 +169,7 @@ impl Watcher {
         for task in &tasks {
             let key = TaskKey::from(task);
             if self.tasks.get(&task.task_id) != Some(&key) {
-                self.send("task", &TaskView::from(task)).await?;
+                self.send("task", &api::TaskInfo::from(task)).await?;
                 self.tasks.insert(task.task_id.clone(), key);
             }
         }

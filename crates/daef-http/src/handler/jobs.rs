@@ -1,15 +1,15 @@
 //! `/v1/jobs…`: submit, list, status, cancel, tasks.
 
+use daef_api as api;
 use daef_core::audit::result;
 use daef_core::model::{JobId, JobStatus, Priority, TaskStatus};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{JobQuery, TaskQuery};
 use daef_core::transition::CancelOutcome;
 use hyper::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::access::visible_job;
-use super::view::{JobView, TaskView};
 use crate::app::App;
 use crate::auditing::{AuditNote, Audited};
 use crate::ctx::Ctx;
@@ -34,14 +34,9 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     ctx.principal.check_tenant(&tenant)?;
     let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
     app.work_enqueued(1);
-    #[derive(serde::Serialize)]
-    struct Submitted<'a> {
-        job_id: &'a JobId,
-        status: &'static str,
-    }
-    Ok(response::accepted(&Submitted {
-        job_id: &job.job_id,
-        status: job.status.as_str(),
+    Ok(response::accepted(&api::Submitted {
+        job_id: job.job_id,
+        status: job.status,
     }))
 }
 
@@ -140,15 +135,19 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
             offset,
         })
         .await?;
-    let jobs: Vec<JobView<'_>> = page.items.iter().map(JobView::from).collect();
-    Ok(response::ok(
-        &json!({"total": page.total, "returned": jobs.len(), "limit": limit, "offset": offset, "jobs": jobs}),
-    ))
+    let jobs: Vec<api::JobInfo> = page.items.iter().map(api::JobInfo::from).collect();
+    Ok(response::ok(&api::JobList {
+        total: page.total as u64,
+        returned: jobs.len() as u64,
+        limit: limit as u64,
+        offset: offset as u64,
+        jobs,
+    }))
 }
 
 pub(super) async fn get(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Response<Body>> {
     let job = visible_job(app, ctx, id).await?;
-    Ok(response::ok(&JobView::from(&job)))
+    Ok(response::ok(&api::JobInfo::from(&job)))
 }
 
 /// Every cancel request is audited: `ok` when it canceled the job, `noop` otherwise.
@@ -171,7 +170,9 @@ pub(super) async fn cancel(app: &App, ctx: &Ctx, id: &JobId) -> Audited {
         CancelOutcome::AlreadyFinished => (result::NOOP, format!("already {}", job.status)),
     };
     (
-        Ok(response::ok(&json!({"accepted": outcome.accepted()}))),
+        Ok(response::ok(&api::CancelOutcome {
+            accepted: outcome.accepted(),
+        })),
         AuditNote::new(outcome_label, 1, details).for_tenant(&job.tenant),
     )
 }
@@ -198,14 +199,13 @@ pub(super) async fn tasks(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<Respons
         offset: offset.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let page = app.engine.tasks(&job.job_id, &query).await?;
-    let tasks: Vec<TaskView<'_>> = page.items.iter().map(TaskView::from).collect();
-    let mut body =
-        json!({"job_id": job.job_id, "total": page.total, "returned": tasks.len(), "tasks": tasks});
-    if let Some(limit) = limit {
-        body["limit"] = json!(limit);
-    }
-    if let Some(offset) = offset {
-        body["offset"] = json!(offset);
-    }
-    Ok(response::ok(&body))
+    let tasks: Vec<api::TaskInfo> = page.items.iter().map(api::TaskInfo::from).collect();
+    Ok(response::ok(&api::TaskList {
+        job_id: job.job_id,
+        total: page.total as u64,
+        returned: tasks.len() as u64,
+        limit,
+        offset,
+        tasks,
+    }))
 }

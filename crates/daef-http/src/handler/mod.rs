@@ -6,7 +6,6 @@ mod admin;
 mod events;
 mod jobs;
 mod ops;
-mod view;
 mod workers;
 
 use hyper::Response;

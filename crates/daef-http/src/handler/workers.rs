@@ -1,5 +1,6 @@
 //! `/v1/workers…` and `/v1/tasks/report`: the worker protocol.
 
+use daef_api as api;
 use daef_auth::Requirement;
 use daef_core::engine::{MAX_POLL_TASKS, MAX_POLL_WAIT_MS};
 use std::time::{Duration, Instant};
@@ -10,7 +11,6 @@ use daef_core::model::{
 };
 use daef_core::ports::ReportOutcome;
 use hyper::Response;
-use serde_json::json;
 
 use super::access::visible_job;
 use crate::app::App;
@@ -47,9 +47,10 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
     app.engine
         .register_worker(worker_id, &capabilities, ctx.now)
         .await?;
-    Ok(response::ok(
-        &json!({"accepted": true, "heartbeat_interval_seconds": app.engine.config().heartbeat_interval_seconds()}),
-    ))
+    Ok(response::ok(&api::Registered {
+        accepted: true,
+        heartbeat_interval_seconds: app.engine.config().heartbeat_interval_seconds(),
+    }))
 }
 
 /// `gpu`: a boolean, as the seed's worker sends it, or a GPU count.
@@ -94,9 +95,10 @@ pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Respo
     // value of the wrong type is still a bad request.
     fields.int("timestamp_unix", i64::MIN, i64::MAX)?;
     let extended = app.engine.heartbeat(id, &stats, ctx.now).await?;
-    Ok(response::ok(
-        &json!({"accepted": true, "leases_extended": extended}),
-    ))
+    Ok(response::ok(&api::HeartbeatAck {
+        accepted: true,
+        leases_extended: u64::from(extended),
+    }))
 }
 
 pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {
@@ -121,14 +123,10 @@ pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Res
             .map_or(0, |ms| ms.min(MAX_POLL_WAIT_MS)),
     );
     let assignments = long_poll(app, ctx, id, max_tasks, wait).await?;
-    // Serialized straight from the records: no intermediate `serde_json::Value` tree, whose
+    // Serialized straight from typed values: no intermediate `serde_json::Value` tree, whose
     // many small allocations per assignment are a measurable share of a poll.
-    #[derive(serde::Serialize)]
-    struct Assignments<'a> {
-        assignments: &'a [Assignment],
-    }
-    Ok(response::ok(&Assignments {
-        assignments: &assignments,
+    Ok(response::ok(&api::Assignments {
+        assignments: assignments.into_iter().map(Into::into).collect(),
     }))
 }
 

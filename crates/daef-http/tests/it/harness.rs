@@ -312,8 +312,8 @@ impl Harness {
             .dead_letters(10_000)
             .await
             .expect("dead letters");
-        dead.iter()
-            .map(|d| serde_json::to_value(d).expect("serializable"))
+        dead.into_iter()
+            .map(|d| serde_json::to_value(daef_api::DeadLetter::from(d)).expect("serializable"))
             .collect()
     }
 

@@ -1,0 +1,71 @@
+//! From the domain's records to their wire form. Each conversion takes what the response needs
+//! and nothing else: a record's bookkeeping (attempt limits, re-enqueue deadlines, report keys)
+//! never reaches the wire.
+
+use daef_core::model::{self, Job, Task};
+
+use crate::{Assignment, DeadLetter, JobInfo, TaskInfo};
+
+impl From<&Job> for JobInfo {
+    fn from(job: &Job) -> Self {
+        Self {
+            job_id: job.job_id.clone(),
+            tenant: job.tenant.clone(),
+            job_type: job.job_type.clone(),
+            priority: job.priority,
+            status: job.status,
+            policy: job.policy.clone(),
+            message: job.message.clone(),
+            result_artifact_uri: job.result_artifact_uri.clone(),
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
+impl From<&Task> for TaskInfo {
+    fn from(task: &Task) -> Self {
+        Self {
+            task_id: task.task_id.clone(),
+            task_type: task.task_type.clone(),
+            status: task.status,
+            attempt: task.attempt,
+            dependencies: task.dependencies.clone(),
+            worker_id: task.worker_id.clone(),
+            lease_id: task.lease_id.clone(),
+            lease_expires: task.lease_expires,
+            output_artifact_uri: task.output_artifact_uri.clone(),
+            error: task.error.clone(),
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+}
+
+impl From<model::Assignment> for Assignment {
+    fn from(a: model::Assignment) -> Self {
+        Self {
+            job_id: a.job_id,
+            task_id: a.task_id,
+            task_type: a.task_type,
+            inputs: a.inputs,
+            attempt: a.attempt,
+            lease_id: a.lease_id,
+            lease_expires: Some(a.lease_expires),
+            timeout_sec: Some(a.timeout_sec),
+        }
+    }
+}
+
+impl From<model::DeadLetter> for DeadLetter {
+    fn from(d: model::DeadLetter) -> Self {
+        Self {
+            job_id: d.job_id,
+            task_id: d.task_id,
+            tenant: d.tenant,
+            attempt: d.attempt,
+            error: d.error,
+            dead_lettered_at: d.dead_lettered_at,
+        }
+    }
+}
