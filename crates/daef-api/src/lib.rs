@@ -259,7 +259,16 @@ pub struct Assignments {
 }
 
 /// The body of `POST /v1/workers/{id}/heartbeat`: the worker's load, all optional.
-pub type Heartbeat = WorkerStats;
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Queue depth, running tasks, utilisation and health.
+    #[serde(flatten)]
+    pub stats: WorkerStats,
+    /// The worker's clock, in seconds since the epoch, as the seed's workers send it (the
+    /// gateway keeps its own time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_unix: Option<i64>,
+}
 
 /// The outcome a worker reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

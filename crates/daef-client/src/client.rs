@@ -494,10 +494,15 @@ impl Client {
 
     /// `POST /v1/workers/{id}/heartbeat`; [`Error::NotFound`] when the gateway does not know
     /// the worker (register again).
+    /// The body carries this machine's clock as `timestamp_unix`, as the seed's workers send it.
     pub async fn heartbeat(&self, worker_id: &str, stats: &WorkerStats) -> Result<HeartbeatAck> {
+        let body = Heartbeat {
+            stats: stats.clone(),
+            timestamp_unix: Some(daef_core::Timestamp::now().unix_micros() / 1_000_000),
+        };
         self.post(
             &format!("/v1/workers/{}/heartbeat", segment(worker_id)),
-            stats,
+            &body,
         )
         .await
     }

@@ -17,4 +17,5 @@ pub mod help;
 pub mod openapi;
 pub mod promql;
 pub mod routes;
+pub mod schema;
 pub mod yaml;

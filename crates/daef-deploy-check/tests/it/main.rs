@@ -12,3 +12,4 @@ mod manifests;
 mod metrics;
 mod routes;
 mod smoke;
+mod wire;
