@@ -1,8 +1,10 @@
 //! The store suite: every behaviour the engine relies on from a [`Store`], as plain async
 //! functions. Each backend runs all of them through [`store_suite!`](crate::store_suite).
 //!
-//! Each function builds its own jobs (fresh time-ordered ids), so the suite can share one store
-//! between functions if a backend wants to; time is passed explicitly and never slept on.
+//! A factory for the macro must return an empty store that no other test shares (`tests/it/`
+//! gives each test a new `MemoryStore` or a Postgres schema of its own), since behaviours check
+//! store-wide results: audit ids counted from 1, every lease a pass expires, every orphan, the
+//! number of dead letters, job totals. Time is passed explicitly and never slept on.
 //!
 //! The behaviours live in one file per area, as OpenDAL splits its behaviour tests: `jobs.rs`
 //! (insert, read back, list, cancel), `leases.rs` (assignment under a lease), `reports.rs`,
