@@ -8,16 +8,21 @@ use daef_core::ports::{JobQuery, Store, TaskQuery};
 use daef_core::transition::CancelOutcome;
 
 use super::{
-    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_spec,
+    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
     uuid_suffix,
 };
 
 /// A stored job reads back field for field; its tasks come back sorted by id.
 pub async fn insert_then_read_back(store: &Arc<dyn Store>) {
+    store.ping().await.expect("ping");
     let (job, tasks) = insert(
         &**store,
         "acme",
-        vec![task_spec("b", &["a"], 1, 30), task_spec("a", &[], 2, 60)],
+        vec![
+            task_spec("b", &["a"], 1, 30),
+            task_spec("a", &[], 2, 60),
+            task_spec("c", &["a", "b"], 0, 60),
+        ],
         t0(),
     )
     .await;
@@ -27,7 +32,7 @@ pub async fn insert_then_read_back(store: &Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(page.total, 2);
+    assert_eq!(page.total, 3);
     let mut expected = tasks.clone();
     expected.sort_by(|x, y| x.task_id.cmp(&y.task_id));
     assert_eq!(page.items, expected);
@@ -41,9 +46,12 @@ pub async fn insert_then_read_back(store: &Arc<dyn Store>) {
     );
 }
 
-/// Inserting a job id twice is a conflict and changes nothing.
+/// Inserting a job id twice is a conflict and changes nothing, whether the second job is the same
+/// or differs.
 pub async fn duplicate_job_id_conflicts(store: &Arc<dyn Store>) {
     let (job, tasks) = insert(&**store, "acme", vec![task_spec("a", &[], 2, 60)], t0()).await;
+    let again = store.insert_job(&job, &tasks).await.unwrap_err();
+    assert!(matches!(again, Error::Conflict(_)), "{again:?}");
     let mut changed = job.clone();
     changed.tenant = "other".to_owned();
     let err = store.insert_job(&changed, &tasks).await.unwrap_err();
@@ -143,11 +151,73 @@ pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert!(all.total >= 5);
+    assert_eq!(all.total, 5);
     assert_eq!(all.items.len(), 2);
     assert!(
         all.items[0].job_id > all.items[1].job_id,
         "newest first across tenants"
+    );
+
+    // With tenant A's newest job canceled: a status within one tenant, a status across tenants,
+    // and pages over the whole store (which holds only this behaviour's jobs).
+    store
+        .cancel_job(&ids[4], t0().plus(secs(10)))
+        .await
+        .unwrap();
+    let list = |q: JobQuery| {
+        let store = store.clone();
+        async move {
+            let page = store.list_jobs(&q).await.unwrap();
+            (
+                page.total,
+                page.items.into_iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        list(JobQuery {
+            tenants: only(&[&tenant_a]),
+            status: Some(JobStatus::Queued),
+            limit: 10,
+            offset: 0,
+        })
+        .await,
+        (1, vec![ids[0].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            status: Some(JobStatus::Running),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (1, vec![ids[2].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, newest_first)
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 2,
+            offset: 1,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, vec![ids[3].clone(), ids[2].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 10,
+            offset: 50,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, vec![])
     );
 }
 
@@ -210,6 +280,71 @@ pub async fn list_tasks_filters_and_pages(store: &Arc<dyn Store>) {
     })
     .await;
     assert_eq!((past_end.total, past_end.items.len()), (3, 0));
+
+    // Sorted in byte order, not by a collation: upper case before lower, punctuation by code
+    // point, "t10" before "t2". Filters combine.
+    let names = ["b", "B", "a-1", "a1", "a_1", "a.1", "t10", "t2"];
+    let (odd, _) = insert(
+        &**store,
+        "acme",
+        names.iter().map(|id| task_spec(id, &[], 2, 60)).collect(),
+        t0(),
+    )
+    .await;
+    let at = t0().plus(secs(1));
+    assign(&**store, &TaskRef::new(odd.job_id.clone(), "a1"), "w1", at).await;
+    assign(&**store, &TaskRef::new(odd.job_id.clone(), "t2"), "w2", at).await;
+    let list = |q: TaskQuery| {
+        let store = store.clone();
+        let id = odd.job_id.clone();
+        async move {
+            let page = store.list_tasks(&id, &q).await.unwrap().unwrap();
+            let ids: Vec<String> = page.items.into_iter().map(|t| t.task_id).collect();
+            (page.total, ids)
+        }
+    };
+    let mut sorted: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["B", "a-1", "a.1", "a1", "a_1", "b", "t10", "t2"],
+        "byte order"
+    );
+    assert_eq!(list(TaskQuery::default()).await, (8, sorted.clone()));
+    assert_eq!(
+        list(TaskQuery {
+            limit: Some(3),
+            offset: 2,
+            ..TaskQuery::default()
+        })
+        .await,
+        (8, sorted[2..5].to_vec())
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Running),
+            ..TaskQuery::default()
+        })
+        .await,
+        (2, vec!["a1".into(), "t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (1, vec!["t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Queued),
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (0, vec![])
+    );
 }
 
 /// Cancel marks the job and its unfinished tasks; finished jobs are left alone.
@@ -264,6 +399,16 @@ pub async fn cancel_stops_unfinished_work(store: &Arc<dyn Store>) {
         (canceled.status, canceled.updated_at),
         (JobStatus::Canceled, at)
     );
+    assert_eq!(canceled.message.as_deref(), Some("canceled"));
+    // The running task and the waiting one alike: no lease, nothing to re-enqueue.
+    for id in ["b", "c"] {
+        let t = task_of(&**store, &key(id)).await;
+        assert_eq!(
+            (t.status, t.lease_expires, t.redispatch_at, t.updated_at),
+            (TaskStatus::Canceled, None, None, at),
+            "{id}"
+        );
+    }
     assert_eq!(
         store.cancel_job(&job.job_id, at).await.unwrap(),
         Some(CancelOutcome::AlreadyCanceled)
