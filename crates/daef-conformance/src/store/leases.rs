@@ -15,9 +15,9 @@ use super::{TIMING, assign, insert, job_of, secs, single, t0, task_of, task_spec
 pub async fn assign_starts_an_attempt_under_a_lease(store: &Arc<dyn Store>) {
     let (job, key) = single(&**store, 2, 10).await;
     let now = t0().plus(secs(1));
-    let nonce = transition::lease_nonce();
+    let nonce = "0123abcd";
     let a = store
-        .assign(&key, "w1", &nonce, now, TIMING)
+        .assign(&key, "w1", nonce, now, TIMING)
         .await
         .unwrap()
         .expect("assignable");
@@ -27,7 +27,8 @@ pub async fn assign_starts_an_attempt_under_a_lease(store: &Arc<dyn Store>) {
     assert_eq!(a.inputs, BTreeMap::from([("k".to_owned(), "a".to_owned())]));
     assert_eq!(a.attempt, 1);
     assert_eq!(a.timeout_sec, 10);
-    assert_eq!(a.lease_id, transition::lease_id(1, &nonce));
+    assert_eq!(a.lease_id, transition::lease_id(1, nonce));
+    assert_eq!(a.lease_id, "lease-1-0123abcd");
     // timeout 10 s is shorter than the 15 s lease.
     assert_eq!(a.lease_expires, now.plus(secs(10)));
     let task = task_of(&**store, &key).await;
@@ -36,6 +37,7 @@ pub async fn assign_starts_an_attempt_under_a_lease(store: &Arc<dyn Store>) {
     assert_eq!(task.lease_id.as_deref(), Some(a.lease_id.as_str()));
     assert_eq!(task.lease_expires, Some(now.plus(secs(10))));
     assert_eq!(task.started_at, Some(now));
+    assert_eq!(task.redispatch_at, None, "claimed: nothing to re-enqueue");
     let job = job_of(&**store, &job.job_id).await;
     assert_eq!(job.status, JobStatus::Running);
     assert_eq!(job.updated_at, now);
@@ -59,6 +61,11 @@ pub async fn assign_refuses_what_is_not_dispatchable(store: &Arc<dyn Store>) {
         "waits for a"
     );
     assert_eq!(task_of(&**store, &b).await.status, TaskStatus::Queued);
+    assert_eq!(
+        job_of(&**store, &job.job_id).await.status,
+        JobStatus::Queued,
+        "nothing changed"
+    );
     assign(&**store, &a, "w1", t0()).await;
     let before = task_of(&**store, &a).await;
     assert_eq!(

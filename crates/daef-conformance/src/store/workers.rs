@@ -19,6 +19,12 @@ pub async fn heartbeats_extend_live_leases_up_to_the_timeout(store: &Arc<dyn Sto
     store.register_worker(&worker, &caps, t0()).await.unwrap();
     store.register_worker(&worker, &caps, t0()).await.unwrap();
     assert!(store.worker_exists(&worker).await.unwrap());
+    // Registering again later, with other capabilities, is fine too.
+    store
+        .register_worker(&worker, &WorkerCapabilities::default(), t0().plus(secs(1)))
+        .await
+        .unwrap();
+    assert!(store.worker_exists(&worker).await.unwrap());
     assert_eq!(
         store
             .heartbeat("w-unknown-xyz", &WorkerStats::default(), t0(), TIMING)
@@ -57,6 +63,27 @@ pub async fn heartbeats_extend_live_leases_up_to_the_timeout(store: &Arc<dyn Sto
         Some(t0().plus(TIMING.lease)),
         "not this worker's"
     );
+    // A registered worker that holds nothing extends nothing.
+    let idle = format!("w-{}", uuid_suffix());
+    store.register_worker(&idle, &caps, t0()).await.unwrap();
+    assert_eq!(
+        store
+            .heartbeat(&idle, &stats, at.plus(secs(1)), TIMING)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+
+    // A lease whose deadline is now has lapsed: the heartbeat leaves it alone.
+    let deadline = at.plus(TIMING.lease);
+    assert_eq!(
+        store
+            .heartbeat(&worker, &stats, deadline, TIMING)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(task_of(&**store, &long).await.lease_expires, Some(deadline));
 
     // Once a lease has lapsed a heartbeat no longer revives it: the reconciler owns it.
     let late = t0().plus(secs(60));
