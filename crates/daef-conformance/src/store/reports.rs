@@ -29,16 +29,20 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
     .await;
     let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
     let now = t0().plus(secs(1));
-    let a = assign(&**store, &key("a"), "w1", now).await;
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("a"), &a.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    let a = assign(&**store, &key("a"), "w1", t0()).await;
+    let mut done_a = report(&key("a"), &a.lease_id, ReportStatus::Completed);
+    done_a.idempotency_key = Some("k1".to_owned());
+    let effects = applied(apply(&**store, &done_a, now).await);
     assert_eq!(effects.failure, None);
+    assert_eq!(
+        effects
+            .enqueue
+            .iter()
+            .map(|(t, _)| t.task_id.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c"],
+        "in the order the job declared them"
+    );
     let mut unlocked: Vec<_> = effects
         .enqueue
         .iter()
@@ -57,10 +61,14 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
     assert_eq!(a_task.status, TaskStatus::Completed);
     assert_eq!(a_task.output_artifact_uri.as_deref(), Some("file:///out/a"));
     assert_eq!(a_task.lease_expires, None);
+    let b_task = task_of(&**store, &key("b")).await;
     assert_eq!(
-        task_of(&**store, &key("b")).await.redispatch_at,
-        Some(now.plus(TIMING.orphan_after))
+        (b_task.pending_dependencies, b_task.updated_at),
+        (0, now),
+        "unlocked when a's report applied"
     );
+    assert_eq!(b_task.redispatch_at, Some(now.plus(TIMING.orphan_after)));
+    assert_eq!(task_of(&**store, &key("d")).await.pending_dependencies, 2);
 
     let b = assign(&**store, &key("b"), "w1", now).await;
     let effects = applied(
@@ -108,9 +116,13 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
         )
         .await,
     );
-    assert_eq!(effects.job_status, JobStatus::Completed);
+    assert_eq!(
+        (effects.job_status, effects.enqueue.len()),
+        (JobStatus::Completed, 0)
+    );
     let job = job_of(&**store, &job.job_id).await;
     assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.completed_tasks, 4);
     assert_eq!(job.result_artifact_uri.as_deref(), Some("file:///out/d"));
     assert_eq!(job.updated_at, done);
 }
@@ -152,13 +164,9 @@ pub async fn result_is_the_chosen_sinks_output_whatever_finishes_last(store: &Ar
         .await,
     );
     assert_eq!(effects.job_status, JobStatus::Completed);
-    assert_eq!(
-        job_of(&**store, &job.job_id)
-            .await
-            .result_artifact_uri
-            .as_deref(),
-        Some("file:///out/b")
-    );
+    let done = job_of(&**store, &job.job_id).await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.result_artifact_uri.as_deref(), Some("file:///out/b"));
 }
 
 /// A failed report retries while attempts remain, then dead-letters the task and fails the job.
@@ -315,6 +323,13 @@ pub async fn repeated_reports_are_idempotent(store: &Arc<dyn Store>) {
     let (_, key) = single(&**store, 2, 60).await;
     let now = t0().plus(secs(1));
     let first = assign(&**store, &key, "w1", now).await;
+    // A refused report does not use up its key.
+    let mut forged = report(&key, "lease-1-other", ReportStatus::Failed);
+    forged.idempotency_key = Some("k-1".to_owned());
+    assert_eq!(
+        apply(&**store, &forged, now).await,
+        ReportOutcome::StaleLease
+    );
     let mut failed = report(&key, &first.lease_id, ReportStatus::Failed);
     failed.idempotency_key = Some("k-1".to_owned());
     applied(apply(&**store, &failed, now).await);
@@ -334,6 +349,15 @@ pub async fn repeated_reports_are_idempotent(store: &Arc<dyn Store>) {
     assert_eq!(
         apply(&**store, &done, now.plus(secs(5))).await,
         ReportOutcome::Duplicate
+    );
+    assert_eq!(task_of(&**store, &key).await, completed);
+    // Another key under the same lease is a new report, and the task is no longer running.
+    let mut other = report(&key, &second.lease_id, ReportStatus::Failed);
+    other.idempotency_key = Some("k-2".to_owned());
+    assert_eq!(
+        apply(&**store, &other, now.plus(secs(5))).await,
+        ReportOutcome::NotRunning,
+        "a different key is a new report"
     );
     assert_eq!(task_of(&**store, &key).await, completed);
 }
@@ -360,6 +384,51 @@ pub async fn reports_on_canceled_jobs_change_nothing(store: &Arc<dyn Store>) {
         job_of(&**store, &job.job_id).await.status,
         JobStatus::Canceled
     );
+
+    // A task that finished before the cancel, and one that never ran: a repeat of the accepted
+    // report is answered as canceled too, not as a duplicate.
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![task_spec("a", &[], 2, 60), task_spec("b", &[], 2, 60)],
+        t0(),
+    )
+    .await;
+    let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
+    let a = assign(&**store, &key("a"), "w1", now).await;
+    let mut done = report(&key("a"), &a.lease_id, ReportStatus::Completed);
+    done.idempotency_key = Some("k".to_owned());
+    applied(apply(&**store, &done, now).await);
+    let at = now.plus(secs(1));
+    assert_eq!(
+        store.cancel_job(&job.job_id, at).await.unwrap(),
+        Some(CancelOutcome::Canceled)
+    );
+    let (a_before, b_before) = (
+        task_of(&**store, &key("a")).await,
+        task_of(&**store, &key("b")).await,
+    );
+    assert_eq!(
+        (a_before.status, b_before.status),
+        (TaskStatus::Completed, TaskStatus::Canceled)
+    );
+    let later = at.plus(secs(1));
+    assert_eq!(
+        apply(
+            &**store,
+            &report(&key("b"), "whatever", ReportStatus::Completed),
+            later
+        )
+        .await,
+        ReportOutcome::JobCanceled
+    );
+    assert_eq!(
+        apply(&**store, &done, later).await,
+        ReportOutcome::JobCanceled,
+        "cancel swallows even duplicates"
+    );
+    assert_eq!(task_of(&**store, &key("a")).await, a_before);
+    assert_eq!(task_of(&**store, &key("b")).await, b_before);
 }
 
 /// Reports naming an unknown job or task are `NotFound`.
