@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use daef_core::model::{JobStatus, Priority, ReportStatus, TaskRef, TaskStatus};
+use daef_core::model::{JobId, JobStatus, Priority, ReportStatus, TaskRef, TaskStatus};
 use daef_core::ports::Store;
 use daef_core::transition::AttemptOutcome;
 
@@ -11,9 +11,21 @@ use super::{
 };
 
 /// A dead letter requeued by an operator gets a fresh attempt budget (the attempt counter keeps
-/// counting) and its job runs again.
+/// counting) and its job runs again, enqueueing every task it can dispatch.
 pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
-    let (job, key) = single(&**store, 1, 60).await;
+    // a dies; b waits in the queue meanwhile; c waits for a.
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("a", &[], 1, 60),
+            task_spec("b", &[], 2, 60),
+            task_spec("c", &["a"], 2, 60),
+        ],
+        t0(),
+    )
+    .await;
+    let key = TaskRef::new(job.job_id.clone(), "a");
     let now = t0().plus(secs(1));
     for _ in 0..2 {
         let a = assign(&**store, &key, "w1", now).await;
@@ -34,14 +46,30 @@ pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
             .unwrap(),
         1
     );
-    assert!(store.count_dead_letters().await.unwrap() >= 1);
+    let unknown_job = TaskRef::new(JobId::new("job-missing"), "a");
+    let listed = [key.clone(), bystander, unknown_job, key.clone()];
+    assert_eq!(
+        store.count_dead_among(&listed).await.unwrap(),
+        2,
+        "each listed entry counts"
+    );
+    assert_eq!(store.count_dead_letters().await.unwrap(), 1);
+    assert_eq!(job_of(&**store, &job.job_id).await.dead_tasks, 1);
     let at = t0().plus(secs(5));
-    let outcome = store
-        .requeue_dead(&[key.clone(), bystander], at, TIMING)
-        .await
-        .unwrap();
-    assert_eq!(outcome.requeued, vec![key.clone()]);
-    assert_eq!(outcome.enqueue, vec![(key.clone(), Priority::Interactive)]);
+    let outcome = store.requeue_dead(&listed, at, TIMING).await.unwrap();
+    assert_eq!(
+        outcome.requeued,
+        vec![key.clone()],
+        "once, though listed twice"
+    );
+    assert_eq!(
+        outcome.enqueue,
+        vec![
+            (key.clone(), Priority::Interactive),
+            (TaskRef::new(job.job_id.clone(), "b"), Priority::Interactive)
+        ],
+        "the resumed job's dispatchable tasks, by id"
+    );
     assert_eq!(
         store
             .count_dead_among(std::slice::from_ref(&key))
@@ -62,17 +90,27 @@ pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
         (task.status, task.attempt, task.dead_lettered_at),
         (TaskStatus::Queued, 2, None)
     );
+    assert_eq!(task.attempt_limit, 4, "two more attempts");
     assert_eq!(task.redispatch_at, Some(at.plus(TIMING.orphan_after)));
     let resumed = job_of(&**store, &job.job_id).await;
     assert_eq!(
-        (resumed.status, resumed.message.clone()),
-        (JobStatus::Running, None)
+        (resumed.status, resumed.message.clone(), resumed.dead_tasks),
+        (JobStatus::Running, None, 0)
     );
+    assert_eq!(store.count_dead_letters().await.unwrap(), 0);
 
     // Requeueing again is a no-op: it is no longer a dead letter.
     assert!(
         store
             .requeue_dead(std::slice::from_ref(&key), at, TIMING)
+            .await
+            .unwrap()
+            .requeued
+            .is_empty()
+    );
+    assert!(
+        store
+            .requeue_dead(&listed, at.plus(secs(1)), TIMING)
             .await
             .unwrap()
             .requeued

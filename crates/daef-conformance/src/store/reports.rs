@@ -169,9 +169,23 @@ pub async fn result_is_the_chosen_sinks_output_whatever_finishes_last(store: &Ar
     assert_eq!(done.result_artifact_uri.as_deref(), Some("file:///out/b"));
 }
 
-/// A failed report retries while attempts remain, then dead-letters the task and fails the job.
+/// A failed report retries while attempts remain, then dead-letters the task and fails the job,
+/// which then dispatches none of its other tasks.
 pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
-    let (job, key) = single(&**store, 1, 60).await;
+    // a may run twice; b waits in the queue meanwhile; c waits for a.
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("a", &[], 1, 60),
+            task_spec("b", &[], 2, 60),
+            task_spec("c", &["a"], 2, 60),
+        ],
+        t0(),
+    )
+    .await;
+    let key = TaskRef::new(job.job_id.clone(), "a");
+    let sibling = TaskRef::new(job.job_id.clone(), "b");
     let now = t0().plus(secs(1));
     let first = assign(&**store, &key, "w1", now).await;
     let effects = applied(
@@ -195,8 +209,15 @@ pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
         JobStatus::Running
     );
 
-    let second = assign(&**store, &key, "w2", now).await;
-    assert_eq!(second.attempt, 2);
+    let second = store
+        .assign(&key, "w2", "n2", now, TIMING)
+        .await
+        .unwrap()
+        .expect("a again");
+    assert_eq!(
+        (second.attempt, second.lease_id.as_str()),
+        (2, "lease-2-n2")
+    );
     assert_ne!(second.lease_id, first.lease_id);
     let died = t0().plus(secs(2));
     let effects = applied(
@@ -221,7 +242,22 @@ pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
         job.message.as_deref(),
         Some("task a failed after 2 attempts: boom")
     );
+    assert_eq!(job.dead_tasks, 1);
+    assert_eq!(
+        task_of(&**store, &sibling).await.redispatch_at,
+        None,
+        "a failed job dispatches nothing"
+    );
+    assert_eq!(
+        store
+            .assign(&sibling, "w1", "n", died, TIMING)
+            .await
+            .unwrap(),
+        None
+    );
     let dead = store.dead_letters(1000).await.unwrap();
+    assert_eq!(dead.len(), 1, "the store holds one dead letter");
+    assert_eq!(store.count_dead_letters().await.unwrap(), 1);
     let entry = dead
         .iter()
         .find(|d| d.job_id == job.job_id)
