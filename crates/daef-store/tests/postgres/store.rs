@@ -1,8 +1,7 @@
 //! One test per area of the `Store` port: each method's result and the state it leaves.
 
-use daef_core::audit::{self, AuditDraft};
 use daef_core::model::{JobId, TaskStatus, WorkerCapabilities, WorkerStats};
-use daef_core::ports::{AuditQuery, Store, TaskQuery};
+use daef_core::ports::{Store, TaskQuery};
 use daef_core::transition::AttemptOutcome;
 
 use crate::common::{at, env, job, task_ref, timing};
@@ -231,99 +230,5 @@ async fn orphans_are_taken_oldest_first_with_back_off() {
             "back-off caps at 32×"
         );
         when += 10 * factor;
-    }
-}
-
-fn draft(i: u64, action: &str, actor: &str) -> AuditDraft {
-    AuditDraft {
-        action: action.into(),
-        actor: actor.into(),
-        tenant: if i.is_multiple_of(2) {
-            "acme".into()
-        } else {
-            "beta".into()
-        },
-        remote_addr: "10.0.0.1:4000".into(),
-        resource: "/v1/admin/queue/dead-letter".into(),
-        payload_hash: audit::payload_hash(br#"{"tasks":[]}"#),
-        requested: i,
-        result: if i == 3 {
-            "rejected".into()
-        } else {
-            "ok".into()
-        },
-        details: format!("event {i} \"quoted\" \u{e9}"),
-    }
-}
-
-#[tokio::test]
-async fn audit_events_chain_list_and_verify() {
-    let Some(env) = env().await else { return };
-    let store = &env.store;
-    let mut appended = Vec::new();
-    for i in 1..=5u64 {
-        let action = if i <= 2 {
-            "dead_letter_list"
-        } else {
-            "dead_letter_requeue"
-        };
-        let event = store
-            .append_audit(draft(i, action, &format!("tok-{}", i % 2)), at(i))
-            .await
-            .expect("append");
-        assert_eq!(event.id, i);
-        assert_eq!(event.created_at, at(i));
-        appended.push(event);
-    }
-    assert_eq!(appended[0].prev_hash, "");
-    assert_eq!(appended[1].prev_hash, appended[0].event_hash);
-
-    let chain = store.audit_chain(0, 100).await.expect("chain");
-    assert_eq!(chain, appended, "stored exactly as hashed");
-    assert!(audit::verify(&chain).ok);
-    assert_eq!(
-        store.audit_chain(3, 1).await.expect("chain"),
-        vec![appended[3].clone()]
-    );
-
-    let ids = |events: Vec<audit::AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
-    let all = AuditQuery {
-        limit: 50,
-        ..AuditQuery::default()
-    };
-    assert_eq!(
-        ids(store.list_audit(&all).await.expect("list")),
-        [5, 4, 3, 2, 1]
-    );
-    let q = AuditQuery {
-        action: Some("dead_letter_requeue".into()),
-        limit: 50,
-        ..AuditQuery::default()
-    };
-    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [5, 4, 3]);
-    let q = AuditQuery {
-        actor: Some("tok-1".into()),
-        tenant: Some("beta".into()),
-        limit: 50,
-        ..AuditQuery::default()
-    };
-    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [5, 3, 1]);
-    let q = AuditQuery {
-        result: Some("rejected".into()),
-        limit: 50,
-        ..AuditQuery::default()
-    };
-    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [3]);
-    let q = AuditQuery {
-        from: Some(at(2)),
-        to: Some(at(4)),
-        limit: 2,
-        offset: 1,
-        ..AuditQuery::default()
-    };
-    assert_eq!(ids(store.list_audit(&q).await.expect("list")), [3, 2]);
-    for q in [all, q] {
-        let page = store.list_audit(&q).await.expect("list");
-        assert!(page.iter().all(|e| q.matches(e)));
     }
 }
