@@ -66,6 +66,17 @@ pub fn task_spec(id: &str, deps: &[&str], max_retries: u32, timeout_sec: u32) ->
     }
 }
 
+/// An interactive job with an explicit DAG.
+fn job_spec(tasks: Vec<TaskSpec>) -> JobSpec {
+    JobSpec {
+        job_type: "test".to_owned(),
+        input: "input".to_owned(),
+        policy: None,
+        priority: Priority::Interactive,
+        tasks: Some(tasks),
+    }
+}
+
 /// Stores a job with the given tasks for `tenant` and returns it.
 pub async fn insert(
     store: &dyn Store,
@@ -73,14 +84,25 @@ pub async fn insert(
     tasks: Vec<TaskSpec>,
     now: Timestamp,
 ) -> (Job, Vec<Task>) {
-    let spec = JobSpec {
-        job_type: "test".to_owned(),
-        input: "input".to_owned(),
-        policy: None,
-        priority: Priority::Interactive,
-        tasks: Some(tasks),
-    };
-    let (job, tasks) = transition::create_job(&spec, tenant, now, TIMING).expect("valid job");
+    let (job, tasks) =
+        transition::create_job(&job_spec(tasks), tenant, now, TIMING).expect("valid job");
+    store.insert_job(&job, &tasks).await.expect("insert job");
+    (job, tasks)
+}
+
+/// [`insert`] under a chosen id, for behaviours that must tell id order from time order.
+async fn insert_as(
+    store: &dyn Store,
+    id: JobId,
+    tasks: Vec<TaskSpec>,
+    now: Timestamp,
+) -> (Job, Vec<Task>) {
+    let (mut job, mut tasks) =
+        transition::create_job(&job_spec(tasks), "acme", now, TIMING).expect("valid job");
+    job.job_id = id;
+    for task in &mut tasks {
+        task.job_id = job.job_id.clone();
+    }
     store.insert_job(&job, &tasks).await.expect("insert job");
     (job, tasks)
 }
@@ -199,8 +221,10 @@ macro_rules! store_suite {
             cancel_stops_unfinished_work,
             heartbeats_extend_live_leases_up_to_the_timeout,
             lapsed_leases_retry_then_dead_letter,
+            lapsed_leases_expire_oldest_deadline_first_and_say_why,
             unclaimed_dispatchable_tasks_are_orphans_with_back_off,
             orphan_back_off_is_capped,
+            orphans_are_taken_oldest_first_with_back_off,
             requeued_dead_letters_get_a_fresh_budget,
             failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued,
             dead_letters_list_oldest_first,

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use daef_core::model::{JobStatus, Priority, ReportStatus, TaskRef, TaskStatus};
-use daef_core::ports::{ReportOutcome, Store};
+use daef_core::model::{
+    JobId, JobStatus, Priority, ReportStatus, TaskRef, TaskStatus, WorkerCapabilities, WorkerStats,
+};
+use daef_core::ports::{Dispatch, ReportOutcome, Store};
 use daef_core::transition::{self, AttemptOutcome};
 
 use super::{
-    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
-    uuid_suffix,
+    TIMING, applied, apply, assign, insert, insert_as, job_of, report, secs, single, t0, task_of,
+    task_spec, uuid_suffix,
 };
 
 /// Lapsed leases consume an attempt: back to `Queued` while attempts remain, dead-lettered after;
@@ -147,6 +149,108 @@ pub async fn lapsed_leases_retry_then_dead_letter(store: &Arc<dyn Store>) {
     );
 }
 
+/// One expiry pass takes the oldest deadlines first (then by task), at most `limit` of them, and
+/// says why each lease lapsed: a timeout the heartbeat could not carry the lease past, or a worker
+/// that stopped heartbeating. A task dead-lettered in a pass fails its job at once, so a task of
+/// that job expiring later in the same pass is not re-enqueued.
+pub async fn lapsed_leases_expire_oldest_deadline_first_and_say_why(store: &Arc<dyn Store>) {
+    let at = |n: u64| t0().plus(secs(n));
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("slow", &[], 2, 10),
+            task_spec("a-gone", &[], 0, 60),
+            task_spec("b-fine", &[], 2, 60),
+        ],
+        at(0),
+    )
+    .await;
+    let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
+    for t in ["slow", "a-gone", "b-fine"] {
+        assign(&**store, &key(t), "w1", at(0)).await;
+    }
+    store
+        .register_worker("w1", &WorkerCapabilities::default(), at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .heartbeat("w1", &WorkerStats::default(), at(5), TIMING)
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        store.expire_leases(at(9), 10, TIMING).await.unwrap(),
+        vec![],
+        "nothing lapsed yet"
+    );
+
+    // slow hits its 10 s timeout (the heartbeat could not carry it further); the others' leases
+    // run to 20 s.
+    let first = store.expire_leases(at(10), 1, TIMING).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (
+            first[0].task.task_id.as_str(),
+            first[0].reason,
+            first[0].outcome
+        ),
+        ("slow", "timeout", AttemptOutcome::Retry)
+    );
+    assert_eq!(first[0].enqueue, Some((key("slow"), Priority::Interactive)));
+    assert_eq!(first[0].worker_id, "w1");
+    let slow = task_of(&**store, &key("slow")).await;
+    assert_eq!(
+        (slow.status, slow.error.as_deref(), slow.redispatch_at),
+        (
+            TaskStatus::Queued,
+            Some("attempt 1 timed out after 10s"),
+            Some(at(20))
+        )
+    );
+
+    // Another job's lease, taken by a worker that never heartbeats, lapses first (at 15 s).
+    let (other, _) = insert(&**store, "acme", vec![task_spec("gone", &[], 0, 60)], at(0)).await;
+    let gone = TaskRef::new(other.job_id.clone(), "gone");
+    assign(&**store, &gone, "w9", at(0)).await;
+    let second = store.expire_leases(at(21), 10, TIMING).await.unwrap();
+    let got: Vec<(TaskRef, &str, AttemptOutcome)> = second
+        .iter()
+        .map(|e| (e.task.clone(), e.reason, e.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (gone.clone(), "lease_expired", AttemptOutcome::DeadLettered),
+            (key("a-gone"), "lease_expired", AttemptOutcome::DeadLettered),
+            (key("b-fine"), "lease_expired", AttemptOutcome::Retry),
+        ],
+        "oldest deadline first, then by task"
+    );
+    // a-gone failed the job earlier in the same pass: b-fine is not re-dispatched.
+    assert_eq!(second[2].enqueue, None);
+    assert_eq!(task_of(&**store, &key("b-fine")).await.redispatch_at, None);
+    assert_eq!(
+        task_of(&**store, &gone).await.error.as_deref(),
+        Some("lease expired on attempt 1 (worker w9 stopped heartbeating)")
+    );
+    assert_eq!(
+        job_of(&**store, &other.job_id).await.message.as_deref(),
+        Some(
+            "task gone failed after 1 attempts: lease expired on attempt 1 (worker w9 stopped heartbeating)"
+        )
+    );
+    assert!(
+        store
+            .expire_leases(at(100), 10, TIMING)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Dispatchable tasks that nobody claimed come back from `take_orphans` once their deadline
 /// passes, then back off; running, blocked or paused tasks never do.
 pub async fn unclaimed_dispatchable_tasks_are_orphans_with_back_off(store: &Arc<dyn Store>) {
@@ -246,4 +350,73 @@ pub async fn orphan_back_off_is_capped(store: &Arc<dyn Store>) {
     }
     let cap = TIMING.orphan_after.as_secs() << transition::MAX_REDISPATCH_DOUBLINGS;
     assert_eq!(waits, vec![20, 40, cap, cap, cap, cap]);
+}
+
+/// Orphans come back oldest deadline first, whatever their job ids, at most `limit` at a time;
+/// each re-enqueue is counted and backs off (2×, then 4×, then 8× `orphan_after` for good), and
+/// an assignment ends it.
+pub async fn orphans_are_taken_oldest_first_with_back_off(store: &Arc<dyn Store>) {
+    let at = |n: u64| t0().plus(secs(n));
+    // The job created later gets the smaller id, so oldest-first cannot pass for id order.
+    let suffix = uuid_suffix();
+    let (job, _) = insert_as(
+        &**store,
+        JobId::new(format!("job-1-{suffix}")),
+        vec![
+            task_spec("a", &[], 2, 60),
+            task_spec("b", &[], 2, 60),
+            task_spec("c", &["a"], 2, 60),
+        ],
+        at(0),
+    )
+    .await;
+    let (late, _) = insert_as(
+        &**store,
+        JobId::new(format!("job-0-{suffix}")),
+        vec![task_spec("z", &[], 2, 60)],
+        at(1),
+    )
+    .await;
+    let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
+    let z = TaskRef::new(late.job_id.clone(), "z");
+
+    assert!(
+        store
+            .take_orphans(at(9), 10, TIMING)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let refs = |d: Vec<Dispatch>| d.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+    assert_eq!(
+        refs(store.take_orphans(at(11), 2, TIMING).await.unwrap()),
+        [key("a"), key("b")]
+    );
+    assert_eq!(
+        refs(store.take_orphans(at(11), 10, TIMING).await.unwrap()),
+        std::slice::from_ref(&z)
+    );
+    let a = task_of(&**store, &key("a")).await;
+    assert_eq!(
+        (a.redispatch_count, a.redispatch_at),
+        (1, Some(at(31))),
+        "10 s × 2"
+    );
+    // An assignment ends a task's re-dispatch; only a is left to watch.
+    assign(&**store, &key("b"), "w1", at(12)).await;
+    assign(&**store, &z, "w1", at(12)).await;
+    assert_eq!(task_of(&**store, &key("b")).await.redispatch_at, None);
+    let mut when = 31;
+    for (count, factor) in [(2u32, 4u64), (3, 8), (4, 8), (5, 8), (6, 8), (7, 8)] {
+        let taken = refs(store.take_orphans(at(when), 1, TIMING).await.unwrap());
+        assert_eq!(taken, [key("a")]);
+        let a = task_of(&**store, &key("a")).await;
+        assert_eq!(a.redispatch_count, count);
+        assert_eq!(
+            a.redispatch_at,
+            Some(at(when + 10 * factor)),
+            "back-off caps at 8×"
+        );
+        when += 10 * factor;
+    }
 }
