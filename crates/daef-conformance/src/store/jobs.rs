@@ -177,6 +177,16 @@ pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
     assert_eq!(
         list(JobQuery {
             tenants: only(&[&tenant_a]),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (3, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]),
+        "a canceled job is still listed"
+    );
+    assert_eq!(
+        list(JobQuery {
+            tenants: only(&[&tenant_a]),
             status: Some(JobStatus::Queued),
             limit: 10,
             offset: 0,
