@@ -3,16 +3,16 @@
 //! `metastore_test_suite!`).
 //!
 //! Each suite module holds plain `pub async fn <behaviour>(port: &dyn Port)` functions named
-//! after the behaviour they pin, and a `#[macro_export]` macro that turns each into a test
-//! for one backend: [`queue_suite!`] for [`daef_core::ports::Queue`],
-//! [`rate_limiter_suite!`] for [`daef_core::ports::RateLimiter`], [`store_suite!`] for
-//! [`daef_core::ports::Store`]. The suites are instantiated
-//! per backend in this crate's `tests/it/` (the adapters are dev-dependencies, so no adapter
-//! crate depends on this one and no dependency cycle arises).
+//! after the behaviour they pin (the store suite, the largest, in one file per area under
+//! `store/`), and a `#[macro_export]` macro that turns each into a test for one backend:
+//! [`queue_suite!`] for [`daef_core::ports::Queue`], [`rate_limiter_suite!`] for
+//! [`daef_core::ports::RateLimiter`], [`store_suite!`] for [`daef_core::ports::Store`]. The
+//! suites are instantiated per backend in this crate's `tests/it/` (the adapters are
+//! dev-dependencies, so no adapter crate depends on this one and no dependency cycle arises).
 //!
 //! A behaviour must hold for every backend: this crate never contains backend-specific
 //! expectations, never sleeps (time is passed in as `now`), and never relies on tests running
-//! one at a time: each test gets its own queue or limiter from the factory.
+//! one at a time: each test gets its own store, queue or limiter from the factory.
 
 pub mod queue;
 pub mod rate;

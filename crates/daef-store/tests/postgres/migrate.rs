@@ -95,6 +95,10 @@ async fn replicas_starting_together_through_the_store_agree() {
     }
     applied.sort();
     assert_eq!(applied, all_names());
+    for store in [&a, &b, &c] {
+        store.ping().await.expect("ping");
+        assert_eq!(store.backend(), "postgres");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,463 @@
+//! Jobs as stored: insert and read back, id conflicts, listing jobs and tasks, cancel.
+
+use std::sync::Arc;
+
+use daef_core::Error;
+use daef_core::model::{JobId, JobStatus, ReportStatus, Task, TaskRef, TaskStatus};
+use daef_core::ports::{JobQuery, Store, TaskQuery};
+use daef_core::transition::CancelOutcome;
+
+use super::{
+    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
+    uuid_suffix,
+};
+
+/// A stored job reads back field for field; its tasks come back sorted by id.
+pub async fn insert_then_read_back(store: &Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+    let (job, tasks) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("b", &["a"], 1, 30),
+            task_spec("a", &[], 2, 60),
+            task_spec("c", &["a", "b"], 0, 60),
+        ],
+        t0(),
+    )
+    .await;
+    assert_eq!(job_of(&**store, &job.job_id).await, job);
+    let page = store
+        .list_tasks(&job.job_id, &TaskQuery::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.total, 3);
+    let mut expected = tasks.clone();
+    expected.sort_by(|x, y| x.task_id.cmp(&y.task_id));
+    assert_eq!(page.items, expected);
+    assert_eq!(store.job(&JobId::new("job-missing")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_tasks(&JobId::new("job-missing"), &TaskQuery::default())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Inserting a job id twice is a conflict and changes nothing, whether the second job is the same
+/// or differs.
+pub async fn duplicate_job_id_conflicts(store: &Arc<dyn Store>) {
+    let (job, tasks) = insert(&**store, "acme", vec![task_spec("a", &[], 2, 60)], t0()).await;
+    let again = store.insert_job(&job, &tasks).await.unwrap_err();
+    assert!(matches!(again, Error::Conflict(_)), "{again:?}");
+    let mut changed = job.clone();
+    changed.tenant = "other".to_owned();
+    let err = store.insert_job(&changed, &tasks).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert_eq!(job_of(&**store, &job.job_id).await, job);
+}
+
+/// Jobs list newest first; status and tenant filters, totals, limit and offset.
+pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
+    let tenant_a = format!("ta-{}", uuid_suffix());
+    let tenant_b = format!("tb-{}", uuid_suffix());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let tenant = if i % 2 == 0 { &tenant_a } else { &tenant_b };
+        let (job, _) = insert(&**store, tenant, vec![task_spec("a", &[], 2, 60)], t0()).await;
+        ids.push(job.job_id);
+    }
+    // Make one of tenant A's jobs Running.
+    assign(&**store, &TaskRef::new(ids[2].clone(), "a"), "w1", t0()).await;
+
+    let only = |tenants: &[&String]| Some(tenants.iter().map(|t| (*t).clone()).collect::<Vec<_>>());
+    let page = store
+        .list_jobs(&JobQuery {
+            tenants: only(&[&tenant_a]),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+    let got: Vec<_> = page.items.iter().map(|j| j.job_id.clone()).collect();
+    assert_eq!(
+        got,
+        vec![ids[4].clone(), ids[2].clone(), ids[0].clone()],
+        "newest first"
+    );
+
+    let page = store
+        .list_jobs(&JobQuery {
+            tenants: only(&[&tenant_a]),
+            limit: 1,
+            offset: 1,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|j| j.job_id.clone())
+            .collect::<Vec<_>>(),
+        vec![ids[2].clone()]
+    );
+
+    let running = store
+        .list_jobs(&JobQuery {
+            tenants: only(&[&tenant_a]),
+            status: Some(JobStatus::Running),
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.total, 1);
+    assert_eq!(running.items[0].job_id, ids[2]);
+    assert_eq!(running.items[0].status, JobStatus::Running);
+
+    let both = store
+        .list_jobs(&JobQuery {
+            tenants: only(&[&tenant_a, &tenant_b]),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(both.total, 5);
+    let got: Vec<_> = both.items.iter().map(|j| j.job_id.clone()).collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(got, newest_first);
+
+    let none = store
+        .list_jobs(&JobQuery {
+            tenants: Some(vec![]),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((none.total, none.items.len()), (0, 0));
+
+    let all = store
+        .list_jobs(&JobQuery {
+            limit: 2,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(all.items.len(), 2);
+    assert!(
+        all.items[0].job_id > all.items[1].job_id,
+        "newest first across tenants"
+    );
+
+    // With tenant A's newest job canceled: a status within one tenant, a status across tenants,
+    // and pages over the whole store (which holds only this behaviour's jobs).
+    store
+        .cancel_job(&ids[4], t0().plus(secs(10)))
+        .await
+        .unwrap();
+    let list = |q: JobQuery| {
+        let store = store.clone();
+        async move {
+            let page = store.list_jobs(&q).await.unwrap();
+            (
+                page.total,
+                page.items.into_iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        list(JobQuery {
+            tenants: only(&[&tenant_a]),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (3, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]),
+        "a canceled job is still listed"
+    );
+    assert_eq!(
+        list(JobQuery {
+            tenants: only(&[&tenant_a]),
+            status: Some(JobStatus::Queued),
+            limit: 10,
+            offset: 0,
+        })
+        .await,
+        (1, vec![ids[0].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            status: Some(JobStatus::Running),
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (1, vec![ids[2].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, newest_first)
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 2,
+            offset: 1,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, vec![ids[3].clone(), ids[2].clone()])
+    );
+    assert_eq!(
+        list(JobQuery {
+            limit: 10,
+            offset: 50,
+            ..JobQuery::default()
+        })
+        .await,
+        (5, vec![])
+    );
+}
+
+/// A job's tasks list sorted by id, filtered by status and worker, with limit and offset.
+pub async fn list_tasks_filters_and_pages(store: &Arc<dyn Store>) {
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("c", &[], 2, 60),
+            task_spec("a", &[], 2, 60),
+            task_spec("b", &[], 2, 60),
+        ],
+        t0(),
+    )
+    .await;
+    assign(&**store, &TaskRef::new(job.job_id.clone(), "b"), "w9", t0()).await;
+    let list = |q: TaskQuery| {
+        let store = store.clone();
+        let id = job.job_id.clone();
+        async move { store.list_tasks(&id, &q).await.unwrap().unwrap() }
+    };
+    let ids = |p: &daef_core::ports::Page<Task>| {
+        p.items
+            .iter()
+            .map(|t| t.task_id.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let all = list(TaskQuery::default()).await;
+    assert_eq!(
+        (all.total, ids(&all)),
+        (3, vec!["a".into(), "b".into(), "c".into()])
+    );
+    let queued = list(TaskQuery {
+        status: Some(TaskStatus::Queued),
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!(
+        (queued.total, ids(&queued)),
+        (2, vec!["a".into(), "c".into()])
+    );
+    let by_worker = list(TaskQuery {
+        worker_id: Some("w9".into()),
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!((by_worker.total, ids(&by_worker)), (1, vec!["b".into()]));
+    let paged = list(TaskQuery {
+        limit: Some(1),
+        offset: 1,
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!((paged.total, ids(&paged)), (3, vec!["b".into()]));
+    let past_end = list(TaskQuery {
+        offset: 10,
+        ..TaskQuery::default()
+    })
+    .await;
+    assert_eq!((past_end.total, past_end.items.len()), (3, 0));
+
+    // Sorted in byte order, not by a collation: upper case before lower, punctuation by code
+    // point, "t10" before "t2". Filters combine.
+    let names = ["b", "B", "a-1", "a1", "a_1", "a.1", "t10", "t2"];
+    let (odd, _) = insert(
+        &**store,
+        "acme",
+        names.iter().map(|id| task_spec(id, &[], 2, 60)).collect(),
+        t0(),
+    )
+    .await;
+    let at = t0().plus(secs(1));
+    assign(&**store, &TaskRef::new(odd.job_id.clone(), "a1"), "w1", at).await;
+    assign(&**store, &TaskRef::new(odd.job_id.clone(), "t2"), "w2", at).await;
+    let list = |q: TaskQuery| {
+        let store = store.clone();
+        let id = odd.job_id.clone();
+        async move {
+            let page = store.list_tasks(&id, &q).await.unwrap().unwrap();
+            let ids: Vec<String> = page.items.into_iter().map(|t| t.task_id).collect();
+            (page.total, ids)
+        }
+    };
+    let mut sorted: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["B", "a-1", "a.1", "a1", "a_1", "b", "t10", "t2"],
+        "byte order"
+    );
+    assert_eq!(list(TaskQuery::default()).await, (8, sorted.clone()));
+    assert_eq!(
+        list(TaskQuery {
+            limit: Some(3),
+            offset: 2,
+            ..TaskQuery::default()
+        })
+        .await,
+        (8, sorted[2..5].to_vec())
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Running),
+            ..TaskQuery::default()
+        })
+        .await,
+        (2, vec!["a1".into(), "t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (1, vec!["t2".into()])
+    );
+    assert_eq!(
+        list(TaskQuery {
+            status: Some(TaskStatus::Queued),
+            worker_id: Some("w2".into()),
+            ..TaskQuery::default()
+        })
+        .await,
+        (0, vec![])
+    );
+}
+
+/// Cancel marks the job and its unfinished tasks; finished jobs are left alone.
+pub async fn cancel_stops_unfinished_work(store: &Arc<dyn Store>) {
+    let (job, _) = insert(
+        &**store,
+        "acme",
+        vec![
+            task_spec("a", &[], 2, 60),
+            task_spec("b", &[], 2, 60),
+            task_spec("c", &["a"], 2, 60),
+        ],
+        t0(),
+    )
+    .await;
+    let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
+    let now = t0().plus(secs(1));
+    let a = assign(&**store, &key("a"), "w1", now).await;
+    applied(
+        apply(
+            &**store,
+            &report(&key("a"), &a.lease_id, ReportStatus::Completed),
+            now,
+        )
+        .await,
+    );
+    assign(&**store, &key("b"), "w1", now).await;
+    let at = t0().plus(secs(3));
+    assert_eq!(
+        store.cancel_job(&job.job_id, at).await.unwrap(),
+        Some(CancelOutcome::Canceled)
+    );
+    let statuses: Vec<_> = store
+        .list_tasks(&job.job_id, &TaskQuery::default())
+        .await
+        .unwrap()
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| (t.task_id, t.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("a".into(), TaskStatus::Completed),
+            ("b".into(), TaskStatus::Canceled),
+            ("c".into(), TaskStatus::Canceled)
+        ]
+    );
+    let canceled = job_of(&**store, &job.job_id).await;
+    assert_eq!(
+        (canceled.status, canceled.updated_at),
+        (JobStatus::Canceled, at)
+    );
+    assert_eq!(canceled.message.as_deref(), Some("canceled"));
+    // The running task and the waiting one alike: no lease, nothing to re-enqueue.
+    for id in ["b", "c"] {
+        let t = task_of(&**store, &key(id)).await;
+        assert_eq!(
+            (t.status, t.lease_expires, t.redispatch_at, t.updated_at),
+            (TaskStatus::Canceled, None, None, at),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        store.cancel_job(&job.job_id, at).await.unwrap(),
+        Some(CancelOutcome::AlreadyCanceled)
+    );
+    assert_eq!(
+        store
+            .expire_leases(at.plus(secs(3600)), 1000, TIMING)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.task.job_id == job.job_id)
+            .count(),
+        0,
+        "a canceled task holds no lease"
+    );
+
+    let (done, key) = single(&**store, 2, 60).await;
+    let a = assign(&**store, &key, "w1", now).await;
+    applied(
+        apply(
+            &**store,
+            &report(&key, &a.lease_id, ReportStatus::Completed),
+            now,
+        )
+        .await,
+    );
+    assert_eq!(
+        store.cancel_job(&done.job_id, at).await.unwrap(),
+        Some(CancelOutcome::AlreadyFinished)
+    );
+    assert_eq!(
+        job_of(&**store, &done.job_id).await.status,
+        JobStatus::Completed
+    );
+    assert_eq!(
+        store
+            .cancel_job(&JobId::new("job-missing"), at)
+            .await
+            .unwrap(),
+        None
+    );
+}
