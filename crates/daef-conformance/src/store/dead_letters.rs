@@ -7,24 +7,15 @@ use daef_core::ports::Store;
 use daef_core::transition::AttemptOutcome;
 
 use super::{
-    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
+    TIMING, applied, apply, assign, insert, insert_abc, job_of, report, secs, single, t0, task_of,
+    task_spec,
 };
 
 /// A dead letter requeued by an operator gets a fresh attempt budget (the attempt counter keeps
 /// counting) and its job runs again, enqueueing every task it can dispatch.
 pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
     // a dies; b waits in the queue meanwhile; c waits for a.
-    let (job, _) = insert(
-        &**store,
-        "acme",
-        vec![
-            task_spec("a", &[], 1, 60),
-            task_spec("b", &[], 2, 60),
-            task_spec("c", &["a"], 2, 60),
-        ],
-        t0(),
-    )
-    .await;
+    let job = insert_abc(&**store).await;
     let key = TaskRef::new(job.job_id.clone(), "a");
     let now = t0().plus(secs(1));
     for _ in 0..2 {

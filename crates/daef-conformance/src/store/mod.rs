@@ -107,6 +107,16 @@ async fn insert_as(
     (job, tasks)
 }
 
+/// A job of three tasks: `a` (one retry) and `b` (two) dispatchable at once, `c` waiting for `a`.
+async fn insert_abc(store: &dyn Store) -> Job {
+    let tasks = vec![
+        task_spec("a", &[], 1, 60),
+        task_spec("b", &[], 2, 60),
+        task_spec("c", &["a"], 2, 60),
+    ];
+    insert(store, "acme", tasks, t0()).await.0
+}
+
 async fn single(store: &dyn Store, max_retries: u32, timeout_sec: u32) -> (Job, TaskRef) {
     let (job, _) = insert(
         store,

@@ -8,7 +8,8 @@ use daef_core::transition::{AttemptOutcome, CancelOutcome};
 use daef_core::{Error, Resource};
 
 use super::{
-    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
+    TIMING, applied, apply, assign, insert, insert_abc, job_of, report, secs, single, t0, task_of,
+    task_spec,
 };
 
 /// Completing a task unlocks exactly the dependents whose dependencies are all complete; the
@@ -173,17 +174,7 @@ pub async fn result_is_the_chosen_sinks_output_whatever_finishes_last(store: &Ar
 /// which then dispatches none of its other tasks.
 pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
     // a may run twice; b waits in the queue meanwhile; c waits for a.
-    let (job, _) = insert(
-        &**store,
-        "acme",
-        vec![
-            task_spec("a", &[], 1, 60),
-            task_spec("b", &[], 2, 60),
-            task_spec("c", &["a"], 2, 60),
-        ],
-        t0(),
-    )
-    .await;
+    let job = insert_abc(&**store).await;
     let key = TaskRef::new(job.job_id.clone(), "a");
     let sibling = TaskRef::new(job.job_id.clone(), "b");
     let now = t0().plus(secs(1));
