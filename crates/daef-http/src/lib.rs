@@ -3,9 +3,10 @@
 //! Prometheus metrics, and the server loop with graceful shutdown.
 //!
 //! This is the only crate that knows HTTP. It must never decide a lifecycle rule (that is
-//! `daef-core`'s) nor talk to a backend except through the engine and the rate-limiter port; and
-//! it must never put backend error text in a response body (a 5xx says `internal error` or
-//! names the unavailable backend, and the cause goes to the log).
+//! `daef-core`'s) nor talk to a backend except through the engine and the rate-limiter port; it
+//! must never define a body's wire shape (every response is a `daef-api` type); and it must
+//! never put backend error text in a response body (a 5xx says `internal error` or names the
+//! unavailable backend, and the cause goes to the log).
 
 pub mod app;
 mod auditing;
