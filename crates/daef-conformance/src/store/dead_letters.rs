@@ -7,8 +7,7 @@ use daef_core::ports::Store;
 use daef_core::transition::AttemptOutcome;
 
 use super::{
-    TIMING, applied, apply, assign, insert, insert_abc, job_of, report, secs, single, t0, task_of,
-    task_spec,
+    TIMING, assign, insert, insert_abc, job_of, reported, secs, single, t0, task_of, task_spec,
 };
 
 /// A dead letter requeued by an operator gets a fresh attempt budget (the attempt counter keeps
@@ -20,14 +19,7 @@ pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
     let now = t0().plus(secs(1));
     for _ in 0..2 {
         let a = assign(&**store, &key, "w1", now).await;
-        applied(
-            apply(
-                &**store,
-                &report(&key, &a.lease_id, ReportStatus::Failed),
-                now,
-            )
-            .await,
-        );
+        reported(&**store, &key, &a.lease_id, ReportStatus::Failed, now).await;
     }
     let bystander = TaskRef::new(job.job_id.clone(), "nope");
     assert_eq!(
@@ -112,14 +104,7 @@ pub async fn requeued_dead_letters_get_a_fresh_budget(store: &Arc<dyn Store>) {
     for attempt in 3..=4 {
         let a = assign(&**store, &key, "w1", at).await;
         assert_eq!(a.attempt, attempt);
-        applied(
-            apply(
-                &**store,
-                &report(&key, &a.lease_id, ReportStatus::Failed),
-                at,
-            )
-            .await,
-        );
+        reported(&**store, &key, &a.lease_id, ReportStatus::Failed, at).await;
     }
     let task = task_of(&**store, &key).await;
     assert_eq!((task.status, task.attempt), (TaskStatus::Failed, 4));
@@ -148,14 +133,7 @@ pub async fn failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued(
     let now = t0().plus(secs(1));
     let a = assign(&**store, &key("a"), "w1", now).await;
     let b = assign(&**store, &key("b"), "w1", now).await;
-    applied(
-        apply(
-            &**store,
-            &report(&key("a"), &a.lease_id, ReportStatus::Failed),
-            now,
-        )
-        .await,
-    );
+    reported(&**store, &key("a"), &a.lease_id, ReportStatus::Failed, now).await;
     assert_eq!(
         store
             .assign(&key("c"), "w1", "n", now, TIMING)
@@ -164,14 +142,7 @@ pub async fn failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued(
         None,
         "the failed job is paused"
     );
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("b"), &b.lease_id, ReportStatus::Failed),
-            now,
-        )
-        .await,
-    );
+    let effects = reported(&**store, &key("b"), &b.lease_id, ReportStatus::Failed, now).await;
     assert_eq!(effects.failure, Some(AttemptOutcome::DeadLettered));
     assert_eq!(
         store
@@ -211,14 +182,14 @@ pub async fn failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued(
     );
     for id in ["a", "b", "c"] {
         let a = assign(&**store, &key(id), "w1", now).await;
-        applied(
-            apply(
-                &**store,
-                &report(&key(id), &a.lease_id, ReportStatus::Completed),
-                now,
-            )
-            .await,
-        );
+        reported(
+            &**store,
+            &key(id),
+            &a.lease_id,
+            ReportStatus::Completed,
+            now,
+        )
+        .await;
     }
     assert_eq!(
         job_of(&**store, &job.job_id).await.status,
@@ -233,14 +204,7 @@ pub async fn dead_letters_list_oldest_first(store: &Arc<dyn Store>) {
         let (job, key) = single(&**store, 0, 60).await;
         let at = t0().plus(secs(100 + i));
         let a = assign(&**store, &key, "w1", at).await;
-        applied(
-            apply(
-                &**store,
-                &report(&key, &a.lease_id, ReportStatus::Failed),
-                at,
-            )
-            .await,
-        );
+        reported(&**store, &key, &a.lease_id, ReportStatus::Failed, at).await;
         mine.push(job.job_id);
     }
     let listed: Vec<_> = store

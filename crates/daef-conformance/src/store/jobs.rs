@@ -8,8 +8,7 @@ use daef_core::ports::{JobQuery, Store, TaskQuery};
 use daef_core::transition::CancelOutcome;
 
 use super::{
-    TIMING, applied, apply, assign, insert, job_of, report, secs, single, t0, task_of, task_spec,
-    uuid_suffix,
+    TIMING, assign, insert, job_of, reported, secs, single, t0, task_of, task_spec, uuid_suffix,
 };
 
 /// A stored job reads back field for field; its tasks come back sorted by id.
@@ -373,14 +372,14 @@ pub async fn cancel_stops_unfinished_work(store: &Arc<dyn Store>) {
     let key = |id: &str| TaskRef::new(job.job_id.clone(), id);
     let now = t0().plus(secs(1));
     let a = assign(&**store, &key("a"), "w1", now).await;
-    applied(
-        apply(
-            &**store,
-            &report(&key("a"), &a.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    reported(
+        &**store,
+        &key("a"),
+        &a.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     assign(&**store, &key("b"), "w1", now).await;
     let at = t0().plus(secs(3));
     assert_eq!(
@@ -437,14 +436,7 @@ pub async fn cancel_stops_unfinished_work(store: &Arc<dyn Store>) {
 
     let (done, key) = single(&**store, 2, 60).await;
     let a = assign(&**store, &key, "w1", now).await;
-    applied(
-        apply(
-            &**store,
-            &report(&key, &a.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    reported(&**store, &key, &a.lease_id, ReportStatus::Completed, now).await;
     assert_eq!(
         store.cancel_job(&done.job_id, at).await.unwrap(),
         Some(CancelOutcome::AlreadyFinished)

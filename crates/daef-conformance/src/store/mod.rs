@@ -183,6 +183,17 @@ fn applied(outcome: ReportOutcome) -> daef_core::ports::ReportEffects {
     }
 }
 
+/// Applies a report of `status` on `key` under `lease_id` at `at`, which must take effect.
+async fn reported(
+    store: &dyn Store,
+    key: &TaskRef,
+    lease_id: &str,
+    status: ReportStatus,
+    at: Timestamp,
+) -> daef_core::ports::ReportEffects {
+    applied(apply(store, &report(key, lease_id, status), at).await)
+}
+
 fn draft(action: &str, actor: &str, tenant: &str, result: &str) -> AuditDraft {
     AuditDraft {
         action: action.to_owned(),

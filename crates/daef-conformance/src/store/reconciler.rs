@@ -11,7 +11,7 @@ use daef_core::ports::{Dispatch, ReportOutcome, Store};
 use daef_core::transition::{self, AttemptOutcome};
 
 use super::{
-    TIMING, applied, apply, assign, insert, insert_as, job_of, report, secs, single, t0, task_of,
+    TIMING, apply, assign, insert, insert_as, job_of, report, reported, secs, single, t0, task_of,
     task_spec, uuid_suffix,
 };
 
@@ -312,14 +312,7 @@ pub async fn unclaimed_dispatchable_tasks_are_orphans_with_back_off(store: &Arc<
 
     // a dies: the job fails and nothing of it is re-enqueued any more.
     let a = assign(&**store, &key("a"), "w1", due).await;
-    applied(
-        apply(
-            &**store,
-            &report(&key("a"), &a.lease_id, ReportStatus::Failed),
-            due,
-        )
-        .await,
-    );
+    reported(&**store, &key("a"), &a.lease_id, ReportStatus::Failed, due).await;
     assert!(
         mine(
             store

@@ -8,8 +8,8 @@ use daef_core::transition::{AttemptOutcome, CancelOutcome};
 use daef_core::{Error, Resource};
 
 use super::{
-    TIMING, applied, apply, assign, insert, insert_abc, job_of, report, secs, single, t0, task_of,
-    task_spec,
+    TIMING, applied, apply, assign, insert, insert_abc, job_of, report, reported, secs, single, t0,
+    task_of, task_spec,
 };
 
 /// Completing a task unlocks exactly the dependents whose dependencies are all complete; the
@@ -72,14 +72,14 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
     assert_eq!(task_of(&**store, &key("d")).await.pending_dependencies, 2);
 
     let b = assign(&**store, &key("b"), "w1", now).await;
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("b"), &b.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    let effects = reported(
+        &**store,
+        &key("b"),
+        &b.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     assert!(effects.enqueue.is_empty(), "d still waits for c");
     assert_eq!(
         store
@@ -90,14 +90,14 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
     );
 
     let c = assign(&**store, &key("c"), "w1", now).await;
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("c"), &c.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    let effects = reported(
+        &**store,
+        &key("c"),
+        &c.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     assert_eq!(
         effects
             .enqueue
@@ -109,14 +109,14 @@ pub async fn completion_unlocks_dependents_and_completes_the_job(store: &Arc<dyn
 
     let d = assign(&**store, &key("d"), "w1", now).await;
     let done = t0().plus(secs(2));
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("d"), &d.lease_id, ReportStatus::Completed),
-            done,
-        )
-        .await,
-    );
+    let effects = reported(
+        &**store,
+        &key("d"),
+        &d.lease_id,
+        ReportStatus::Completed,
+        done,
+    )
+    .await;
     assert_eq!(
         (effects.job_status, effects.enqueue.len()),
         (JobStatus::Completed, 0)
@@ -143,27 +143,27 @@ pub async fn result_is_the_chosen_sinks_output_whatever_finishes_last(store: &Ar
     let now = t0().plus(secs(1));
     let b = assign(&**store, &key("b"), "w1", now).await;
     let a = assign(&**store, &key("a"), "w1", now).await;
-    applied(
-        apply(
-            &**store,
-            &report(&key("b"), &b.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    reported(
+        &**store,
+        &key("b"),
+        &b.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     assert_eq!(
         job_of(&**store, &job.job_id).await.result_artifact_uri,
         None,
         "not complete yet"
     );
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key("a"), &a.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    let effects = reported(
+        &**store,
+        &key("a"),
+        &a.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     assert_eq!(effects.job_status, JobStatus::Completed);
     let done = job_of(&**store, &job.job_id).await;
     assert_eq!(done.status, JobStatus::Completed);
@@ -179,14 +179,7 @@ pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
     let sibling = TaskRef::new(job.job_id.clone(), "b");
     let now = t0().plus(secs(1));
     let first = assign(&**store, &key, "w1", now).await;
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key, &first.lease_id, ReportStatus::Failed),
-            now,
-        )
-        .await,
-    );
+    let effects = reported(&**store, &key, &first.lease_id, ReportStatus::Failed, now).await;
     assert_eq!(effects.failure, Some(AttemptOutcome::Retry));
     assert_eq!(effects.enqueue, vec![(key.clone(), Priority::Interactive)]);
     let task = task_of(&**store, &key).await;
@@ -211,14 +204,7 @@ pub async fn failures_retry_then_dead_letter(store: &Arc<dyn Store>) {
     );
     assert_ne!(second.lease_id, first.lease_id);
     let died = t0().plus(secs(2));
-    let effects = applied(
-        apply(
-            &**store,
-            &report(&key, &second.lease_id, ReportStatus::Failed),
-            died,
-        )
-        .await,
-    );
+    let effects = reported(&**store, &key, &second.lease_id, ReportStatus::Failed, died).await;
     assert_eq!(effects.failure, Some(AttemptOutcome::DeadLettered));
     assert!(effects.enqueue.is_empty());
     assert_eq!(effects.job_status, JobStatus::Failed);
@@ -292,14 +278,7 @@ pub async fn stale_and_unassigned_reports_change_nothing(store: &Arc<dyn Store>)
     assert_eq!(task_of(&**store, &key).await, running);
 
     // After a retry the old lease is stale even though the same worker asks.
-    applied(
-        apply(
-            &**store,
-            &report(&key, &first.lease_id, ReportStatus::Failed),
-            now,
-        )
-        .await,
-    );
+    reported(&**store, &key, &first.lease_id, ReportStatus::Failed, now).await;
     assert_eq!(
         apply(
             &**store,
@@ -319,14 +298,14 @@ pub async fn stale_and_unassigned_reports_change_nothing(store: &Arc<dyn Store>)
         .await,
         ReportOutcome::StaleLease
     );
-    applied(
-        apply(
-            &**store,
-            &report(&key, &second.lease_id, ReportStatus::Completed),
-            now,
-        )
-        .await,
-    );
+    reported(
+        &**store,
+        &key,
+        &second.lease_id,
+        ReportStatus::Completed,
+        now,
+    )
+    .await;
     let done = task_of(&**store, &key).await;
     assert_eq!(
         apply(
