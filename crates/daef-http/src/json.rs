@@ -18,7 +18,7 @@ pub fn object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Value>> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => {
-            reject_nul(&map, "")?;
+            reject_nul(&map)?;
             Ok(map)
         }
         Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
@@ -28,38 +28,80 @@ pub fn object(body: &[u8], allow_empty: bool) -> ApiResult<Map<String, Value>> {
 
 /// Refuses a NUL character anywhere in a body, naming the field. Postgres text cannot hold one,
 /// so it is refused here, once, for every backend alike (DESIGN.md §2.8: a clear 4xx, nothing
-/// changed), rather than failing deep in one store.
-fn reject_nul(map: &Map<String, Value>, prefix: &str) -> ApiResult<()> {
-    for (name, value) in map {
-        let path = if prefix.is_empty() {
-            name.clone()
+/// changed), rather than failing deep in one store. Every request body passes through here, so
+/// the walk allocates nothing unless it finds a NUL.
+fn reject_nul(map: &Map<String, Value>) -> ApiResult<()> {
+    let Some(found) = map
+        .iter()
+        .find_map(|(name, value)| nul_in_field(name, value))
+    else {
+        return Ok(());
+    };
+    let path: String = found
+        .steps
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(depth, step)| match step {
+            Step::Field(name) if depth == 0 => (*name).to_owned(),
+            Step::Field(name) => format!(".{name}"),
+            Step::Index(i) => format!("[{i}]"),
+        })
+        .collect();
+    Err(if found.in_name {
+        let within = if path.is_empty() {
+            "request body"
         } else {
-            format!("{prefix}.{name}")
+            &path
         };
-        if name.contains('\0') {
-            let within = if prefix.is_empty() {
-                "request body"
-            } else {
-                prefix
-            };
-            return Err(ApiError::bad_request(format!(
-                "field names in {within} must not contain NUL characters"
-            )));
-        }
-        reject_nul_in(value, &path)?;
-    }
-    Ok(())
+        ApiError::bad_request(format!(
+            "field names in {within} must not contain NUL characters"
+        ))
+    } else {
+        nul_error(&path)
+    })
 }
 
-fn reject_nul_in(value: &Value, path: &str) -> ApiResult<()> {
+/// One step of the path to a NUL.
+enum Step<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+/// Where a NUL is: the steps to it, innermost first (pushed while the search unwinds), and
+/// whether it is in a field name rather than a value.
+struct Nul<'a> {
+    steps: Vec<Step<'a>>,
+    in_name: bool,
+}
+
+fn nul_in_field<'a>(name: &'a str, value: &'a Value) -> Option<Nul<'a>> {
+    if name.contains('\0') {
+        return Some(Nul {
+            steps: Vec::new(),
+            in_name: true,
+        });
+    }
+    nul_in(value).map(|mut found| {
+        found.steps.push(Step::Field(name));
+        found
+    })
+}
+
+fn nul_in(value: &Value) -> Option<Nul<'_>> {
     match value {
-        Value::String(s) if s.contains('\0') => Err(nul_error(path)),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, item)| reject_nul_in(item, &format!("{path}[{i}]"))),
-        Value::Object(map) => reject_nul(map, path),
-        _ => Ok(()),
+        Value::String(s) if s.contains('\0') => Some(Nul {
+            steps: Vec::new(),
+            in_name: false,
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_in(item).map(|mut found| {
+                found.steps.push(Step::Index(i));
+                found
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(name, item)| nul_in_field(name, item)),
+        _ => None,
     }
 }
 
