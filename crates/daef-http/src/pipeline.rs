@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use daef_auth::Principal;
@@ -25,6 +25,9 @@ use crate::handler;
 use crate::json::Query;
 use crate::response::{Body, close_after, error_response};
 use crate::route::{Audit, Route, RouteError};
+
+/// How long a refused request's body may take to arrive before the connection is given up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Ids of this process's requests, for the log (`request_id`); counted from 1 at start.
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
@@ -177,17 +180,21 @@ impl App {
     }
 
     /// Refuses a request whose body was not read (401, unknown route, 405). The body is read
-    /// and dropped (up to the size limit) so that the client's next request on the connection
-    /// finds it clean; a body that cannot be read that far gets `Connection: close` instead,
-    /// never a connection dropped under the client.
+    /// and dropped (up to the size limit, for at most [`DRAIN_TIMEOUT`]) so that the client's
+    /// next request on the connection finds it clean; a body that cannot be read that far or
+    /// that fast gets `Connection: close` instead, never a connection dropped under the client,
+    /// and a client that never sends its body cannot hold the refusal back.
     async fn refuse_unread<B>(&self, err: ApiError, headers: &HeaderMap, body: B) -> Response<Body>
     where
         B: HttpBody<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut response = error_response(err);
-        if !body.is_end_stream() && self.read_body(headers, body).await.is_err() {
-            close_after(&mut response);
+        if !body.is_end_stream() {
+            let drained = tokio::time::timeout(DRAIN_TIMEOUT, self.read_body(headers, body)).await;
+            if !matches!(drained, Ok(Ok(_))) {
+                close_after(&mut response);
+            }
         }
         response
     }

@@ -242,6 +242,23 @@ async fn a_refused_request_leaves_its_connection_usable_or_says_close() {
         }
     }
 
+    // A body announced but never sent does not hold the refusal back: it comes after the
+    // drain gives up, saying `Connection: close`.
+    let conn = TcpStream::connect(addr).await.expect("connect");
+    write_all(
+        &conn,
+        b"POST /v1/jobs HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer nope\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .await;
+    let response = tokio::time::timeout(Duration::from_secs(10), read_response(&conn))
+        .await
+        .expect("the refusal in time");
+    assert!(response.starts_with("HTTP/1.1 401 "), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+
     // Over the limit: refused on its declared length, and the connection is closed cleanly.
     let conn = TcpStream::connect(addr).await.expect("connect");
     let huge = "x".repeat(200 * 1024);
