@@ -390,6 +390,9 @@ async fn worker(
         }
         idle = Duration::from_micros(500);
         stats.poll_busy.record(took);
+        // Every assignment is reported at once, as the reference worker runs and reports up to
+        // `max_tasks` tasks concurrently.
+        let mut reports = tokio::task::JoinSet::new();
         for a in assignments {
             seq += 1;
             let index = shared.job_index(a.inputs.get("prompt"));
@@ -404,12 +407,28 @@ async fn worker(
                 error: None,
                 duration_millis: Some(0),
             };
-            let started = Instant::now();
-            let outcome = client.report(&report).await;
+            let client = client.clone();
+            let clock = Arc::clone(&shared);
+            reports.spawn(async move {
+                let started = Instant::now();
+                let outcome = client.report(&report).await;
+                (index, outcome, started.elapsed(), clock.since_start())
+            });
+        }
+        while let Some(joined) = reports.join_next().await {
+            let Ok((index, outcome, took, accepted_at)) = joined else {
+                *shared
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry("report: the reporting task panicked".to_owned())
+                    .or_default() += 1;
+                continue;
+            };
             stats.reports += 1;
             match outcome {
                 Ok(_) => {
-                    stats.report.record(started.elapsed());
+                    stats.report.record(took);
                     // Tasks of another phase (left over from an aborted run) are completed
                     // so they leave the queue, but not counted.
                     let Some(i) = index else { continue };
@@ -422,14 +441,15 @@ async fn worker(
                             .or_default() += 1;
                         continue;
                     }
-                    let now = shared.since_start();
                     let submitted = shared.submitted_at[i].load(Ordering::Relaxed);
                     if submitted > 0 {
-                        stats
-                            .end_to_end
-                            .record(Duration::from_nanos(now.saturating_sub(submitted - 1)));
+                        stats.end_to_end.record(Duration::from_nanos(
+                            accepted_at.saturating_sub(submitted - 1),
+                        ));
                     }
-                    shared.last_completion.fetch_max(now, Ordering::Relaxed);
+                    shared
+                        .last_completion
+                        .fetch_max(accepted_at, Ordering::Relaxed);
                     shared.completed.fetch_add(1, Ordering::Relaxed);
                     shared.release();
                     shared.bar.inc(1);

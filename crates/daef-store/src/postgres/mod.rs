@@ -1,17 +1,20 @@
 //! The Postgres store (feature `postgres`): [`PostgresStore`] over a deadpool-postgres pool, and
 //! the [`migrate`] runner for the embedded `migrations/*.sql`.
 //!
-//! Every state-changing method is one transaction of conditional updates
-//! (`UPDATE … WHERE status = … AND lease_id = … RETURNING`), never a read-modify-write of whole
-//! rows (DESIGN.md invariant 2); the SQL expresses the rules of `daef_core::transition` and must
-//! behave exactly like the memory store, which applies those functions under a lock.
+//! Every state change is one transaction that locks the rows it decides on and changes them
+//! only while they still hold what was decided on (`UPDATE … WHERE status = … `), never a
+//! blind read-modify-write (DESIGN.md invariant 2); the rules are those of
+//! `daef_core::transition`, so it behaves exactly like the memory store, which applies the same
+//! functions under a lock. Submits, poll assignments and reports, the hot path, go through
+//! `batch`: concurrent ones share a transaction and its commit, each with its own outcome.
 //!
 //! Locking protocol, so concurrent transactions never deadlock one another: a transaction that
-//! locks a job row locks it before any of its task rows, and task rows are locked in
+//! locks a job row locks it before any of its task rows, job rows in id order and task rows in
 //! `(job_id, task_id)` order. The reconciler's scans (`expire_leases`, `take_orphans`) use
 //! `SKIP LOCKED`, so replicas running them at once split the work instead of waiting. Should
 //! Postgres still pick a deadlock victim, the whole transaction is retried.
 
+mod batch;
 pub mod migrate;
 #[cfg(test)]
 mod plans;
@@ -19,7 +22,9 @@ mod rows;
 mod sql;
 mod store;
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use daef_core::{Error, Result};
@@ -27,10 +32,19 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::NoTls;
+
+use self::batch::Batcher;
 use tokio_postgres::error::SqlState;
 
 /// The `backend` of every error this module returns.
 const BACKEND: &str = "postgres";
+
+/// Batches of submits in flight at once (see [`Batcher::start`]). One: while it commits, the
+/// next batch gathers; measured against two, it makes batches twice as large and the store
+/// faster (docs/benchmarks.md).
+const SUBMIT_WRITERS: usize = 1;
+/// Batches of reports and assignments in flight at once; one, for the same reason.
+const UPDATE_WRITERS: usize = 1;
 
 /// How a [`PostgresStore`] connects, beyond the DSN.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +74,15 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     /// Where it connects, for messages: never includes the password.
-    target: String,
+    target: Arc<str>,
+    /// The batched write path of submits: they lock nothing, so they never wait behind the
+    /// locks of reports and assignments.
+    submits: Batcher,
+    /// The batched write path of reports and assignments.
+    updates: Batcher,
+    /// Workers known to be registered. A worker is never deleted, so one seen once needs no
+    /// query on each of its polls.
+    known_workers: Arc<RwLock<HashSet<String>>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -91,19 +113,22 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = dsn
             .parse()
             .map_err(|e| Error::invalid(format!("invalid Postgres DSN: {e}")))?;
+        // Custom plans for every execution of a prepared statement: a generic plan made while a
+        // table was small (or never analysed: autovacuum may be off) is kept until something
+        // invalidates it, and a sequential scan chosen then would stay as the table grows.
+        let mut session = vec!["-c plan_cache_mode=force_custom_plan".to_owned()];
         if let Some(schema) = &options.schema {
             if !is_plain_identifier(schema) {
                 return Err(Error::invalid(format!(
                     "invalid Postgres schema name {schema:?}: use letters, digits and '_'"
                 )));
             }
-            let search_path = format!("-c search_path={schema}");
-            let merged = match config.get_options() {
-                Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
-                _ => search_path,
-            };
-            config.options(merged);
+            session.push(format!("-c search_path={schema}"));
         }
+        if let Some(existing) = config.get_options().filter(|o| !o.is_empty()) {
+            session.insert(0, existing.to_owned());
+        }
+        config.options(session.join(" "));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
@@ -126,7 +151,16 @@ impl PostgresStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| Error::backend(BACKEND, e))?;
-        let store = Self { pool, target };
+        let target: Arc<str> = Arc::from(target);
+        let submits = Batcher::start(pool.clone(), Arc::clone(&target), SUBMIT_WRITERS);
+        let updates = Batcher::start(pool.clone(), Arc::clone(&target), UPDATE_WRITERS);
+        let store = Self {
+            pool,
+            target,
+            submits,
+            updates,
+            known_workers: Arc::default(),
+        };
         // Creating the pool never connects; one checkout makes a bad DSN fail here, at startup.
         drop(store.client().await?);
         Ok(store)
@@ -153,11 +187,13 @@ impl PostgresStore {
 
     /// A pooled connection; failing to get one means Postgres is unavailable.
     async fn client(&self) -> Result<Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| pool_error(&self.target, e))
+        checkout(&self.pool, &self.target).await
     }
+}
+
+/// A pooled connection to `target`; failing to get one means Postgres is unavailable.
+async fn checkout(pool: &Pool, target: &str) -> Result<Object> {
+    pool.get().await.map_err(|e| pool_error(target, e))
 }
 
 /// `host:port/dbname as user` from a parsed config; the password is never part of it.

@@ -135,8 +135,6 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let job = "job-000087";
     let jobs = vec!["job-000087", "job-000091"];
     let tasks = vec!["t01", "t00"];
-    let nonces = vec!["n1", "n2"];
-    let deps = vec!["t01".to_owned(), "t02".to_owned()];
     let tenants = vec!["tenant-7".to_owned()];
     let doublings = daef_core::transition::MAX_REDISPATCH_DOUBLINGS as i32;
     let (n5, n100): (i64, i64) = (5, 100);
@@ -148,9 +146,12 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let micros: i64 = 10_000_000;
     let one: i32 = 1;
     let text = "x";
-    let opt_text: Option<&str> = None;
-    let int: i32 = 1;
     let big: i64 = 5001;
+    let statuses = vec!["Running", "Queued"];
+    let two: i64 = 2;
+    let ints: Vec<i32> = vec![1, 1];
+    let texts: Vec<Option<&str>> = vec![Some("x"), None];
+    let times = vec![Some(now), None];
 
     let list_jobs_all = sql::list_jobs(false, false);
     let list_jobs_tenant = sql::list_jobs(false, true);
@@ -165,18 +166,9 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     // (name, statement, parameters, must use indexes on the big tables)
     let statements: Vec<(&str, &str, Vec<&(dyn ToSql + Sync)>, bool)> = vec![
         (
-            "insert_job: INSERT_JOB",
-            sql::INSERT_JOB,
-            vec![
-                &text, &text, &text, &text, &opt_text, &text, &text, &opt_text, &opt_text, &text,
-                &int, &int, &int, &now, &now,
-            ],
-            true,
-        ),
-        (
-            "insert_job: INSERT_TASKS",
-            sql::INSERT_TASKS,
-            vec![&job, &json],
+            "batch: INSERT_JOBS",
+            sql::INSERT_JOBS,
+            vec![&json, &json],
             true,
         ),
         ("job: SELECT_JOB", sql::SELECT_JOB, vec![&job], true),
@@ -260,64 +252,31 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             vec![&"w7", &now, &later],
             true,
         ),
+        ("batch: LOCK_JOBS", sql::LOCK_JOBS, vec![&jobs], true),
         (
-            "assign: LOCK_JOBS_FOR_ASSIGN",
-            sql::LOCK_JOBS_FOR_ASSIGN,
-            vec![&jobs],
+            "batch: LOCK_BATCH_TASKS",
+            sql::LOCK_BATCH_TASKS,
+            vec![&jobs, &tasks, &jobs, &tasks],
             true,
         ),
         (
-            "assign: ASSIGN_TASKS",
-            sql::ASSIGN_TASKS,
-            vec![&jobs, &tasks, &nonces, &"w1", &now, &later, &jobs],
-            true,
-        ),
-        (
-            "assign: START_JOBS",
-            sql::START_JOBS,
-            vec![&jobs, &now],
-            true,
-        ),
-        ("report: LOCK_JOB", sql::LOCK_JOB, vec![&job], true),
-        (
-            "report: LOCK_TASK",
-            sql::LOCK_TASK,
-            vec![&job, &"t00"],
-            true,
-        ),
-        (
-            "report: COMPLETE_TASK",
-            sql::COMPLETE_TASK,
-            vec![&job, &"t00", &opt_text, &opt_text, &"lease-1-x", &now],
-            true,
-        ),
-        (
-            "report: DEPENDENCY_COMPLETED",
-            sql::DEPENDENCY_COMPLETED,
-            vec![&job, &deps, &now, &yes, &later],
-            true,
-        ),
-        (
-            "report: JOB_TASK_COMPLETED",
-            sql::JOB_TASK_COMPLETED,
-            vec![&job, &now],
-            true,
-        ),
-        (
-            "report: FAIL_REPORTED",
-            sql::FAIL_REPORTED,
+            "batch: UPDATE_BATCH_TASKS",
+            sql::UPDATE_BATCH_TASKS,
             vec![
-                &job,
-                &"t00",
-                &"boom",
-                &now,
-                &yes,
-                &later,
-                &"lease-1-x",
-                &opt_text,
+                &jobs, &tasks, &statuses, &statuses, &ints, &texts, &texts, &times, &times, &texts,
+                &texts, &texts, &texts, &times, &times, &ints, &ints, &times, &two,
             ],
             true,
         ),
+        (
+            "batch: UPDATE_BATCH_JOBS",
+            sql::UPDATE_BATCH_JOBS,
+            vec![
+                &jobs, &statuses, &statuses, &texts, &texts, &ints, &ints, &times, &two,
+            ],
+            true,
+        ),
+        ("cancel_job: LOCK_JOB", sql::LOCK_JOB, vec![&job], true),
         (
             "report/expiry: JOB_DEAD_LETTERED",
             sql::JOB_DEAD_LETTERED,
@@ -327,7 +286,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         (
             "report/expiry: PAUSE_DISPATCH",
             sql::PAUSE_DISPATCH,
-            vec![&job],
+            vec![&jobs],
             true,
         ),
         (
@@ -384,7 +343,6 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             vec![&jobs, &tasks],
             true,
         ),
-        ("requeue_dead: LOCK_JOBS", sql::LOCK_JOBS, vec![&jobs], true),
         (
             "requeue_dead: REQUEUE_DEAD",
             sql::REQUEUE_DEAD,

@@ -41,33 +41,47 @@ pub(super) const AUDIT_COLUMNS: &str = audit_columns!();
 
 // ---- jobs ----------------------------------------------------------------------------------
 
-/// `$1..$15`: the job's columns in [`JOB_COLUMNS`] order.
-pub(super) const INSERT_JOB: &str = concat!(
-    "INSERT INTO jobs (",
+/// `$1` a JSON array of job objects (the columns of [`JOB_COLUMNS`]), `$2` a JSON array of
+/// their task objects (the columns below, with `job_id`): the jobs of a batch of submits and
+/// their whole DAGs in one statement. A job whose id is taken is skipped with its tasks, and
+/// its id is missing from the result (`job_id` of each job inserted).
+pub(super) const INSERT_JOBS: &str = concat!(
+    "WITH new_jobs AS ( \
+         INSERT INTO jobs (",
     job_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ") SELECT j.job_id, j.tenant, j.job_type, j.input, j.policy, j.priority, j.status, \
+             j.message, j.result_artifact_uri, j.sink_task_id, j.task_count, \
+             j.completed_tasks, j.dead_tasks, j.created_at, j.updated_at \
+         FROM jsonb_to_recordset($1::jsonb) AS j(job_id TEXT, tenant TEXT, job_type TEXT, \
+             input TEXT, policy TEXT, priority TEXT, status TEXT, message TEXT, \
+             result_artifact_uri TEXT, sink_task_id TEXT, task_count INTEGER, \
+             completed_tasks INTEGER, dead_tasks INTEGER, created_at TIMESTAMPTZ, \
+             updated_at TIMESTAMPTZ) \
+         ON CONFLICT (job_id) DO NOTHING \
+         RETURNING job_id), \
+     new_tasks AS ( \
+         INSERT INTO tasks (job_id, task_id, task_type, inputs, dependencies, dependents, \
+             max_retries, timeout_sec, priority, status, attempt, attempt_limit, \
+             pending_dependencies, worker_id, lease_id, lease_expires_at, started_at, \
+             last_report_key, last_report_lease, output_artifact_uri, error, \
+             dead_lettered_at, redispatch_at, redispatch_count, created_at, updated_at) \
+         SELECT t.job_id, t.task_id, t.task_type, t.inputs, t.dependencies, t.dependents, \
+             t.max_retries, t.timeout_sec, t.priority, t.status, t.attempt, t.attempt_limit, \
+             t.pending_dependencies, t.worker_id, t.lease_id, t.lease_expires_at, \
+             t.started_at, t.last_report_key, t.last_report_lease, t.output_artifact_uri, \
+             t.error, t.dead_lettered_at, t.redispatch_at, t.redispatch_count, t.created_at, \
+             t.updated_at \
+         FROM jsonb_to_recordset($2::jsonb) AS t(job_id TEXT, task_id TEXT, task_type TEXT, \
+             inputs JSONB, dependencies TEXT[], dependents TEXT[], max_retries INTEGER, \
+             timeout_sec INTEGER, priority TEXT, status TEXT, attempt INTEGER, \
+             attempt_limit INTEGER, pending_dependencies INTEGER, worker_id TEXT, \
+             lease_id TEXT, lease_expires_at TIMESTAMPTZ, started_at TIMESTAMPTZ, \
+             last_report_key TEXT, last_report_lease TEXT, output_artifact_uri TEXT, \
+             error TEXT, dead_lettered_at TIMESTAMPTZ, redispatch_at TIMESTAMPTZ, \
+             redispatch_count INTEGER, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) \
+         WHERE t.job_id IN (SELECT job_id FROM new_jobs)) \
+     SELECT job_id FROM new_jobs"
 );
-
-/// `$1` job, `$2` a JSON array of task objects (the columns below): the whole DAG in one
-/// statement.
-pub(super) const INSERT_TASKS: &str = "INSERT INTO tasks (job_id, task_id, task_type, inputs, \
-         dependencies, dependents, max_retries, timeout_sec, priority, status, attempt, \
-         attempt_limit, pending_dependencies, worker_id, lease_id, lease_expires_at, started_at, \
-         last_report_key, last_report_lease, output_artifact_uri, error, dead_lettered_at, \
-         redispatch_at, redispatch_count, created_at, updated_at) \
-     SELECT $1, t.task_id, t.task_type, t.inputs, t.dependencies, t.dependents, t.max_retries, \
-         t.timeout_sec, t.priority, t.status, t.attempt, t.attempt_limit, \
-         t.pending_dependencies, t.worker_id, t.lease_id, t.lease_expires_at, t.started_at, \
-         t.last_report_key, t.last_report_lease, t.output_artifact_uri, t.error, \
-         t.dead_lettered_at, t.redispatch_at, t.redispatch_count, t.created_at, t.updated_at \
-     FROM jsonb_to_recordset($2::jsonb) AS t(task_id TEXT, task_type TEXT, inputs JSONB, \
-         dependencies TEXT[], dependents TEXT[], max_retries INTEGER, timeout_sec INTEGER, \
-         priority TEXT, status TEXT, attempt INTEGER, attempt_limit INTEGER, \
-         pending_dependencies INTEGER, worker_id TEXT, lease_id TEXT, \
-         lease_expires_at TIMESTAMPTZ, started_at TIMESTAMPTZ, last_report_key TEXT, \
-         last_report_lease TEXT, output_artifact_uri TEXT, error TEXT, \
-         dead_lettered_at TIMESTAMPTZ, redispatch_at TIMESTAMPTZ, redispatch_count INTEGER, \
-         created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)";
 
 /// `$1` job.
 pub(super) const SELECT_JOB: &str =
@@ -105,60 +119,6 @@ pub(super) fn list_jobs(status: bool, tenants: bool) -> (String, String) {
         ),
     )
 }
-
-/// `$1` job ids (of the claimed tasks of one poll): locks them, in id order, for the
-/// assignment. An exclusive lock rather than a share lock, so that starting a job (below) never
-/// has to upgrade a lock another assigner shares; assigners of one job take turns, as reports
-/// on it already do.
-pub(super) const LOCK_JOBS_FOR_ASSIGN: &str = "SELECT job_id, status FROM jobs \
-     WHERE job_id = ANY($1) ORDER BY job_id FOR NO KEY UPDATE";
-
-/// `$1` job ids, `$2` task ids, `$3` lease nonces (one per claimed task), `$4` worker, `$5` now,
-/// `$6` now + lease, `$7` the jobs among them that dispatch (locked): `assign` for each claimed
-/// task that is dispatchable, a new attempt under a new lease (`lease-<attempt>-<nonce>`) that
-/// ends at the lease or the attempt's timeout, whichever is first. A task claimed twice is
-/// assigned once.
-///
-/// The claimed rows are found by primary key and locked (in `(job_id, task_id)` order) before
-/// their status is looked at: with `status = 'Queued'` in the scan, the planner may walk every
-/// queued task through a status index whenever its statistics say few are queued, which a
-/// backlog makes false, and each poll would then cost as much as the backlog is long.
-pub(super) const ASSIGN_TASKS: &str = "WITH claimed AS ( \
-         SELECT DISTINCT ON (job_id, task_id) job_id, task_id, nonce \
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(job_id, task_id, nonce) \
-         WHERE job_id = ANY($7) ORDER BY job_id, task_id), \
-     locked AS ( \
-         SELECT t.job_id, t.task_id, t.status, t.pending_dependencies, claimed.nonce \
-         FROM claimed JOIN tasks t \
-           ON t.job_id = claimed.job_id AND t.task_id = claimed.task_id \
-         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
-     UPDATE tasks t SET status = 'Running', attempt = t.attempt + 1, worker_id = $4, \
-         lease_id = 'lease-' || (t.attempt + 1)::text || '-' || locked.nonce, \
-         started_at = $5, \
-         lease_expires_at = LEAST($6::timestamptz, \
-             $5::timestamptz + t.timeout_sec * interval '1 second'), \
-         redispatch_at = NULL, redispatch_count = 0, updated_at = $5 \
-     FROM locked WHERE t.job_id = locked.job_id AND t.task_id = locked.task_id \
-       AND locked.status = 'Queued' AND locked.pending_dependencies = 0 \
-     RETURNING t.job_id, t.task_id, t.task_type, t.inputs, t.attempt, t.lease_id, \
-         t.lease_expires_at, t.timeout_sec";
-
-/// `$1` job ids (locked, each with a task just assigned), `$2` now: the first assignment
-/// starts a job.
-pub(super) const START_JOBS: &str = "UPDATE jobs SET status = 'Running', updated_at = $2 \
-     WHERE job_id = ANY($1) AND status = 'Queued'";
-
-/// `$1` job, `$2` now: `job_task_completed`; the last task completes the job with the sink
-/// task's output as its result.
-pub(super) const JOB_TASK_COMPLETED: &str = "UPDATE jobs SET \
-         completed_tasks = completed_tasks + 1, updated_at = $2, \
-         status = CASE WHEN completed_tasks + 1 >= task_count THEN 'Completed' ELSE status END, \
-         message = CASE WHEN completed_tasks + 1 >= task_count THEN NULL ELSE message END, \
-         result_artifact_uri = CASE WHEN completed_tasks + 1 >= task_count \
-             THEN (SELECT s.output_artifact_uri FROM tasks s \
-                   WHERE s.job_id = jobs.job_id AND s.task_id = jobs.sink_task_id) \
-             ELSE result_artifact_uri END \
-     WHERE job_id = $1 RETURNING status";
 
 /// `$1` job, `$2` message, `$3` now: `job_task_dead_lettered`.
 pub(super) const JOB_DEAD_LETTERED: &str = "UPDATE jobs SET dead_tasks = dead_tasks + 1, \
@@ -209,40 +169,9 @@ pub(super) fn list_tasks(status: bool, worker: bool) -> (String, String) {
     )
 }
 
-/// `$1` job, `$2` task: locks one task (its job row is locked first).
-pub(super) const LOCK_TASK: &str = concat!(
-    "SELECT ",
-    task_columns!(),
-    " FROM tasks WHERE job_id = $1 AND task_id = $2 FOR UPDATE"
-);
-
-/// `$1` job, `$2` task, `$3` output, `$4` idempotency key, `$5` lease, `$6` now: `complete`.
-pub(super) const COMPLETE_TASK: &str = "UPDATE tasks SET status = 'Completed', \
-         output_artifact_uri = $3, error = NULL, last_report_key = $4, last_report_lease = $5, \
-         lease_expires_at = NULL, redispatch_at = NULL, updated_at = $6 \
-     WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $5 \
-     RETURNING dependents";
-
-/// `$1` job, `$2` dependent task ids, `$3` now, `$4` job dispatching, `$5` now + orphan delay:
-/// `dependency_completed` for each; `ready` marks those that became dispatchable.
-pub(super) const DEPENDENCY_COMPLETED: &str = "WITH d AS ( \
-         SELECT job_id, task_id FROM tasks WHERE job_id = $1 AND task_id = ANY($2) \
-         ORDER BY task_id FOR UPDATE) \
-     UPDATE tasks t SET \
-         pending_dependencies = GREATEST(t.pending_dependencies - 1, 0), \
-         updated_at = CASE WHEN t.status = 'Queued' AND t.pending_dependencies <= 1 \
-             THEN $3::timestamptz ELSE t.updated_at END, \
-         redispatch_at = CASE WHEN $4::boolean AND t.status = 'Queued' \
-             AND t.pending_dependencies <= 1 THEN $5::timestamptz ELSE t.redispatch_at END, \
-         redispatch_count = CASE WHEN $4::boolean AND t.status = 'Queued' \
-             AND t.pending_dependencies <= 1 THEN 0 ELSE t.redispatch_count END \
-     FROM d WHERE t.job_id = d.job_id AND t.task_id = d.task_id \
-     RETURNING t.job_id, t.task_id, t.priority, \
-         ($4::boolean AND t.status = 'Queued' AND t.pending_dependencies = 0) AS ready";
-
 /// The outcome of `fail_attempt` (`$4` now, `$5` job dispatching, `$6` now + orphan delay):
 /// back to `Queued` while attempts remain (dispatchable at once when the job is dispatching),
-/// else `Failed` and dead-lettered. Shared by [`FAIL_REPORTED`] and [`FAIL_EXPIRED`].
+/// else `Failed` and dead-lettered.
 macro_rules! fail_attempt_outcome {
     () => {
         "lease_expires_at = NULL, updated_at = $4::timestamptz, \
@@ -257,17 +186,8 @@ macro_rules! fail_attempt_outcome {
 }
 
 /// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` now + orphan delay,
-/// `$7` lease, `$8` idempotency key: `fail_attempt` for a reported failure, which is remembered
-/// so that a repeated report is answered as a duplicate.
-pub(super) const FAIL_REPORTED: &str = concat!(
-    "UPDATE tasks SET error = $3, last_report_key = $8, last_report_lease = $7, ",
-    fail_attempt_outcome!(),
-    "WHERE job_id = $1 AND task_id = $2 AND status = 'Running' AND lease_id = $7 \
-     RETURNING status, attempt"
-);
-
-/// [`FAIL_REPORTED`] for a lapsed lease (`$1`–`$7` alike): no report to remember, and only
-/// while the lease is the one seen and still lapsed.
+/// `$7` lease: `fail_attempt` for a lapsed lease, only while the lease is the one seen and
+/// still lapsed.
 pub(super) const FAIL_EXPIRED: &str = concat!(
     "UPDATE tasks SET error = $3, ",
     fail_attempt_outcome!(),
@@ -276,12 +196,77 @@ pub(super) const FAIL_EXPIRED: &str = concat!(
      RETURNING status, attempt"
 );
 
-/// `$1` job: a failed job dispatches nothing, so its waiting tasks stop being re-enqueued.
+/// `$1` job ids: failed jobs dispatch nothing, so their waiting tasks stop being re-enqueued.
 pub(super) const PAUSE_DISPATCH: &str = "WITH waiting AS ( \
-         SELECT job_id, task_id FROM tasks WHERE job_id = $1 AND redispatch_at IS NOT NULL \
-         ORDER BY task_id FOR UPDATE) \
+         SELECT job_id, task_id FROM tasks \
+         WHERE job_id = ANY($1) AND redispatch_at IS NOT NULL \
+         ORDER BY job_id, task_id FOR UPDATE) \
      UPDATE tasks t SET redispatch_at = NULL FROM waiting \
      WHERE t.job_id = waiting.job_id AND t.task_id = waiting.task_id";
+
+/// `$1`, `$2` job and task ids (pairwise) a batch names, `$3`, `$4` those reported: locks them,
+/// with the dependents of the reported ones and their jobs' sink tasks (whose output a
+/// completed job takes), in `(job_id, task_id)` order. Their jobs are locked first.
+pub(super) const LOCK_BATCH_TASKS: &str = concat!(
+    "WITH wanted AS ( \
+         SELECT n.job_id, n.task_id FROM unnest($1::text[], $2::text[]) AS n(job_id, task_id) \
+         UNION \
+         SELECT r.job_id, d.task_id \
+         FROM unnest($3::text[], $4::text[]) AS r(job_id, task_id) \
+         JOIN tasks p ON p.job_id = r.job_id AND p.task_id = r.task_id \
+         CROSS JOIN LATERAL unnest(p.dependents) AS d(task_id) \
+         UNION \
+         SELECT j.job_id, j.sink_task_id FROM jobs j WHERE j.job_id = ANY($3)) \
+     SELECT ",
+    task_columns!(),
+    ", dependents FROM tasks \
+     WHERE (job_id, task_id) IN (SELECT job_id, task_id FROM wanted) \
+     ORDER BY job_id, task_id FOR UPDATE"
+);
+
+/// The changed tasks of a batch, pairwise arrays: `$1` job, `$2` task, `$3` the status read
+/// under the lock, then the new `status`, `attempt`, `worker_id`, `lease_id`,
+/// `lease_expires_at`, `started_at`, `last_report_key`, `last_report_lease`,
+/// `output_artifact_uri`, `error`, `dead_lettered_at`, `redispatch_at`, `redispatch_count`,
+/// `pending_dependencies`, `updated_at` (`$4`–`$18`); `$19` how many there are. Fails with a
+/// division by zero unless every one matched, so that the batch rolls back.
+pub(super) const UPDATE_BATCH_TASKS: &str = "WITH changed AS ( \
+         UPDATE tasks t SET status = u.status, attempt = u.attempt, worker_id = u.worker_id, \
+             lease_id = u.lease_id, lease_expires_at = u.lease_expires_at, \
+             started_at = u.started_at, last_report_key = u.last_report_key, \
+             last_report_lease = u.last_report_lease, \
+             output_artifact_uri = u.output_artifact_uri, error = u.error, \
+             dead_lettered_at = u.dead_lettered_at, redispatch_at = u.redispatch_at, \
+             redispatch_count = u.redispatch_count, \
+             pending_dependencies = u.pending_dependencies, updated_at = u.updated_at \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], \
+             $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
+             $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::timestamptz[], \
+             $16::integer[], $17::integer[], $18::timestamptz[]) \
+             AS u(job_id, task_id, read_status, status, attempt, worker_id, lease_id, \
+                 lease_expires_at, started_at, last_report_key, last_report_lease, \
+                 output_artifact_uri, error, dead_lettered_at, redispatch_at, \
+                 redispatch_count, pending_dependencies, updated_at) \
+         WHERE t.job_id = u.job_id AND t.task_id = u.task_id AND t.status = u.read_status \
+         RETURNING 1) \
+     SELECT 1 / (count(*) = $19)::integer AS all_matched FROM changed";
+
+/// The changed jobs of a batch, pairwise arrays: `$1` job, `$2` the status read under the
+/// lock, then the new `status`, `message`, `result_artifact_uri`, `completed_tasks`,
+/// `dead_tasks`, `updated_at` (`$3`–`$8`): each job's counters once per batch; `$9` how many
+/// there are. Fails with a division by zero unless every one matched.
+pub(super) const UPDATE_BATCH_JOBS: &str = "WITH changed AS ( \
+         UPDATE jobs j SET status = u.status, message = u.message, \
+             result_artifact_uri = u.result_artifact_uri, \
+             completed_tasks = u.completed_tasks, dead_tasks = u.dead_tasks, \
+             updated_at = u.updated_at \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::integer[], $7::integer[], $8::timestamptz[]) \
+             AS u(job_id, read_status, status, message, result_artifact_uri, \
+                 completed_tasks, dead_tasks, updated_at) \
+         WHERE j.job_id = u.job_id AND j.status = u.read_status \
+         RETURNING 1) \
+     SELECT 1 / (count(*) = $9)::integer AS all_matched FROM changed";
 
 /// `$1` job, `$2` now: `cancel_task` for every unfinished task of a canceled job.
 pub(super) const CANCEL_TASKS: &str = "WITH open AS ( \

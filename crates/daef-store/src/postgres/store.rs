@@ -1,9 +1,10 @@
 //! [`Store`] for [`PostgresStore`].
 //!
-//! Each state-changing method is one transaction. Decisions that depend only on the rows it has
-//! locked (may this report apply? what does this failure say?) are taken by the pure functions
-//! of `daef_core::transition`, so both stores word and order them identically; every write is a
-//! conditional `UPDATE … WHERE <expected state> … RETURNING` whose arithmetic runs in SQL.
+//! Each state-changing method is one transaction; submits, assignments and reports are handed to
+//! the batch writers (`batch`), the rest run here. Decisions that depend only on the rows a
+//! transaction has locked (may this report apply? what does this failure say?) are taken by the
+//! pure functions of `daef_core::transition`, so both stores word and order them identically;
+//! every write is a conditional `UPDATE … WHERE <expected state>`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -11,31 +12,29 @@ use std::time::Duration;
 use async_trait::async_trait;
 use daef_core::audit::{AuditDraft, AuditEvent};
 use daef_core::model::{
-    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef,
-    WorkerCapabilities, WorkerStats,
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, Task, TaskRef, WorkerCapabilities,
+    WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportEffects, ReportOutcome,
-    RequeueOutcome, Store, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportOutcome, RequeueOutcome, Store,
+    TaskQuery,
 };
-use daef_core::transition::{
-    self, AttemptOutcome, CancelOutcome, FailureCause, ReportCheck, Timing,
-};
-use daef_core::{Error, Resource, Result, Timestamp};
+use daef_core::transition::{self, AttemptOutcome, CancelOutcome, Timing};
+use daef_core::{Error, Result, Timestamp};
 use deadpool_postgres::{Client, GenericClient};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{IsolationLevel, Row, Statement};
+use tokio_postgres::{IsolationLevel, Row};
 
+use super::batch::{Op, Outcome};
 use super::rows;
 use super::sql;
 use super::{BACKEND, PostgresStore, db_error, is_transient};
 
 /// How often a transaction Postgres aborted (deadlock victim, serialization failure) is run again.
-const MAX_TX_RETRIES: u32 = 5;
+pub(super) const MAX_TX_RETRIES: u32 = 5;
 
 /// Why a transaction body stopped: a driver error (maybe worth a retry) or a domain outcome.
-enum Failure {
+pub(super) enum Failure {
     Db(tokio_postgres::Error),
     Domain(Error),
 }
@@ -53,7 +52,7 @@ impl From<Error> for Failure {
 }
 
 impl Failure {
-    fn into_error(self) -> Error {
+    pub(super) fn into_error(self) -> Error {
         match self {
             Failure::Db(err) => db_error(err),
             Failure::Domain(err) => err,
@@ -61,7 +60,7 @@ impl Failure {
     }
 }
 
-type TxResult<T> = std::result::Result<T, Failure>;
+pub(super) type TxResult<T> = std::result::Result<T, Failure>;
 
 /// Runs `$op` (an expression using the pooled connection `$client`) and, when Postgres aborted
 /// it to break a deadlock or a serialization conflict, runs it again from the start.
@@ -119,23 +118,6 @@ async fn execute<C: GenericClient>(
     client.execute(&statement, params).await
 }
 
-/// Prepares (or finds cached) two statements, so that both can then be sent in one round trip:
-/// a request is written when its future is first polled, and `tokio::join!` polls in order,
-/// but a statement still to be prepared would only be sent after its prepare answered, possibly
-/// after the other one.
-async fn prepare_pair<C: GenericClient>(
-    client: &C,
-    first: &str,
-    second: &str,
-) -> Result<(Statement, Statement), tokio_postgres::Error> {
-    tokio::try_join!(client.prepare_cached(first), client.prepare_cached(second))
-}
-
-/// A count or limit as a Postgres `INTEGER`.
-fn int(value: u32, what: &str) -> Result<i32> {
-    i32::try_from(value).map_err(|_| Error::invalid(format!("{what} is too large: {value}")))
-}
-
 /// A count, limit or offset as a Postgres `BIGINT` (saturating: no query can use more).
 fn bigint(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -177,40 +159,37 @@ async fn dead_lettered<C: GenericClient>(
         &[&job.job_id.as_str(), &job.message, &at],
     )
     .await?;
-    execute(tx, sql::PAUSE_DISPATCH, &[&job.job_id.as_str()]).await?;
+    execute(
+        tx,
+        sql::PAUSE_DISPATCH,
+        &[&[job.job_id.as_str()].as_slice()],
+    )
+    .await?;
     Ok(())
 }
 
-/// A task as one object of [`sql::INSERT_TASKS`]'s JSON array.
-fn task_json(task: &Task, dependents: &[&str]) -> serde_json::Value {
-    let ts = |t: Option<Timestamp>| t.map(|t| t.to_string());
-    serde_json::json!({
-        "task_id": task.task_id,
-        "task_type": task.task_type,
-        "inputs": task.inputs,
-        "dependencies": task.dependencies,
-        "dependents": dependents,
-        "max_retries": task.max_retries,
-        "timeout_sec": task.timeout_sec,
-        "priority": task.priority.as_str(),
-        "status": task.status.as_str(),
-        "attempt": task.attempt,
-        "attempt_limit": task.attempt_limit,
-        "pending_dependencies": task.pending_dependencies,
-        "worker_id": task.worker_id,
-        "lease_id": task.lease_id,
-        "lease_expires_at": ts(task.lease_expires),
-        "started_at": ts(task.started_at),
-        "last_report_key": task.last_report_key,
-        "last_report_lease": task.last_report_lease,
-        "output_artifact_uri": task.output_artifact_uri,
-        "error": task.error,
-        "dead_lettered_at": ts(task.dead_lettered_at),
-        "redispatch_at": ts(task.redispatch_at),
-        "redispatch_count": task.redispatch_count,
-        "created_at": task.created_at.to_string(),
-        "updated_at": task.updated_at.to_string(),
-    })
+impl PostgresStore {
+    fn is_known_worker(&self, worker_id: &str) -> bool {
+        self.known_workers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(worker_id)
+    }
+
+    fn remember_worker(&self, worker_id: &str) {
+        self.known_workers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(worker_id.to_owned());
+    }
+}
+
+/// A batch answered an operation with another kind's outcome (a bug, never expected).
+fn mismatched() -> Error {
+    Error::backend(
+        BACKEND,
+        "the batch answered with another operation's outcome",
+    )
 }
 
 fn read_only(client: &mut Client) -> deadpool_postgres::TransactionBuilder<'_> {
@@ -222,76 +201,6 @@ fn read_only(client: &mut Client) -> deadpool_postgres::TransactionBuilder<'_> {
 }
 
 impl PostgresStore {
-    async fn insert_job_tx(client: &mut Client, job: &Job, tasks: &[Task]) -> TxResult<()> {
-        let task_count = int(job.task_count, "task_count")?;
-        let completed_tasks = int(job.completed_tasks, "completed_tasks")?;
-        let dead_tasks = int(job.dead_tasks, "dead_tasks")?;
-        let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
-        for task in tasks {
-            for dep in &task.dependencies {
-                dependents
-                    .entry(dep.as_str())
-                    .or_default()
-                    .push(task.task_id.as_str());
-            }
-        }
-        let task_rows = serde_json::Value::Array(
-            tasks
-                .iter()
-                .map(|t| {
-                    let deps = dependents.get(t.task_id.as_str());
-                    task_json(t, deps.map_or(&[], Vec::as_slice))
-                })
-                .collect(),
-        );
-
-        let job_id = job.job_id.as_str();
-        let priority = job.priority.as_str();
-        let status = job.status.as_str();
-        let (created_at, updated_at) = (job.created_at.datetime(), job.updated_at.datetime());
-        let job_params: [&(dyn ToSql + Sync); 15] = [
-            &job_id,
-            &job.tenant,
-            &job.job_type,
-            &job.input,
-            &job.policy,
-            &priority,
-            &status,
-            &job.message,
-            &job.result_artifact_uri,
-            &job.sink_task_id,
-            &task_count,
-            &completed_tasks,
-            &dead_tasks,
-            &created_at,
-            &updated_at,
-        ];
-        let task_params: [&(dyn ToSql + Sync); 2] = [&job_id, &task_rows];
-        let tx = client.transaction().await?;
-        // Both statements in one round trip; Postgres runs them in order (the job row first),
-        // and a failed job insert makes the task insert fail too.
-        let (insert_job, insert_tasks) =
-            prepare_pair(&tx, sql::INSERT_JOB, sql::INSERT_TASKS).await?;
-        let insert_tasks = async {
-            if tasks.is_empty() {
-                Ok(0)
-            } else {
-                tx.execute(&insert_tasks, &task_params).await
-            }
-        };
-        let (inserted, tasks_inserted) =
-            tokio::join!(tx.execute(&insert_job, &job_params), insert_tasks);
-        match inserted {
-            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(Error::conflict(format!("job {} already exists", job.job_id)).into());
-            }
-            other => other?,
-        };
-        tasks_inserted?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn list_jobs_tx(client: &mut Client, filter: &JobQuery) -> TxResult<Page<Job>> {
         let status = filter.status.map(JobStatus::as_str);
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
@@ -366,222 +275,6 @@ impl PostgresStore {
         let extended = execute(&tx, sql::EXTEND_LEASES, &[&worker_id, &at, &lease_end]).await?;
         tx.commit().await?;
         Ok(Some(u32::try_from(extended).unwrap_or(u32::MAX)))
-    }
-
-    async fn assign_many_tx(
-        client: &mut Client,
-        tasks: &[(TaskRef, String)],
-        worker_id: &str,
-        now: Timestamp,
-        timing: Timing,
-    ) -> TxResult<Vec<Option<Assignment>>> {
-        let job_ids: Vec<&str> = tasks.iter().map(|(t, _)| t.job_id.as_str()).collect();
-        let task_ids: Vec<&str> = tasks.iter().map(|(t, _)| t.task_id.as_str()).collect();
-        let nonces: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
-        let at = now.datetime();
-        let lease_end = now.plus(timing.lease).datetime();
-        let tx = client.transaction().await?;
-        let mut dispatching: Vec<String> = Vec::new();
-        let mut queued_jobs: HashSet<String> = HashSet::new();
-        for row in &query(&tx, sql::LOCK_JOBS_FOR_ASSIGN, &[&job_ids]).await? {
-            let job_id: String = rows::get(row, "job_id")?;
-            match rows::get_parsed::<JobStatus>(row, "status")? {
-                JobStatus::Queued => {
-                    queued_jobs.insert(job_id.clone());
-                    dispatching.push(job_id);
-                }
-                JobStatus::Running => dispatching.push(job_id),
-                _ => {}
-            }
-        }
-        let mut assigned: HashMap<(String, String), Assignment> = HashMap::new();
-        if !dispatching.is_empty() {
-            let rows = query(
-                &tx,
-                sql::ASSIGN_TASKS,
-                &[
-                    &job_ids,
-                    &task_ids,
-                    &nonces,
-                    &worker_id,
-                    &at,
-                    &lease_end,
-                    &dispatching,
-                ],
-            )
-            .await?;
-            for row in &rows {
-                let job_id: String = rows::get(row, "job_id")?;
-                let task_id: String = rows::get(row, "task_id")?;
-                let assignment = Assignment {
-                    job_id: JobId::new(job_id.clone()),
-                    task_id: task_id.clone(),
-                    task_type: rows::get(row, "task_type")?,
-                    inputs: rows::inputs(row)?,
-                    attempt: rows::get_u32(row, "attempt")?,
-                    lease_id: rows::get(row, "lease_id")?,
-                    lease_expires: rows::get_ts(row, "lease_expires_at")?,
-                    timeout_sec: rows::get_u32(row, "timeout_sec")?,
-                };
-                assigned.insert((job_id, task_id), assignment);
-            }
-        }
-        if assigned.is_empty() {
-            // Nothing was changed (rolled back on drop; only locks were taken).
-            return Ok(vec![None; tasks.len()]);
-        }
-        // A job starts with its first assignment.
-        let started: Vec<&str> = assigned
-            .keys()
-            .map(|(job, _)| job.as_str())
-            .filter(|job| queued_jobs.contains(*job))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        if !started.is_empty() {
-            execute(&tx, sql::START_JOBS, &[&started, &at]).await?;
-        }
-        tx.commit().await?;
-        // Each assignment goes to the first claim of its task; repeats of it were stale.
-        Ok(tasks
-            .iter()
-            .map(|(t, _)| assigned.remove(&(t.job_id.as_str().to_owned(), t.task_id.clone())))
-            .collect())
-    }
-
-    async fn report_tx(
-        client: &mut Client,
-        report: &Report,
-        now: Timestamp,
-        timing: Timing,
-    ) -> TxResult<ReportOutcome> {
-        let job_id = report.task.job_id.as_str();
-        let task_id = report.task.task_id.as_str();
-        let at = now.datetime();
-        let redispatch_at = now.plus(timing.orphan_after).datetime();
-        let job_params: [&(dyn ToSql + Sync); 1] = [&job_id];
-        let task_params: [&(dyn ToSql + Sync); 2] = [&job_id, &task_id];
-        let tx = client.transaction().await?;
-        // One round trip for both locks; Postgres takes them in order, the job row first.
-        let (lock_job, lock_task) = prepare_pair(&tx, sql::LOCK_JOB, sql::LOCK_TASK).await?;
-        let (job_row, task_row) = tokio::join!(
-            tx.query_opt(&lock_job, &job_params),
-            tx.query_opt(&lock_task, &task_params),
-        );
-        let Some(job_row) = job_row? else {
-            return Err(Error::NotFound(Resource::Job).into());
-        };
-        let mut job = rows::job(&job_row)?;
-        let Some(task_row) = task_row? else {
-            return Err(Error::NotFound(Resource::Task).into());
-        };
-        let task = rows::task(&task_row)?;
-        match transition::check_report(&job, &task, report) {
-            ReportCheck::Apply => {}
-            ReportCheck::JobCanceled => return Ok(ReportOutcome::JobCanceled),
-            ReportCheck::Duplicate => return Ok(ReportOutcome::Duplicate),
-            ReportCheck::NotRunning => return Ok(ReportOutcome::NotRunning),
-            ReportCheck::StaleLease => return Ok(ReportOutcome::StaleLease),
-        }
-        let dispatching = transition::job_is_dispatching(&job);
-        // Both rows are locked and the check passed, so the conditional updates below match.
-        let lost = || {
-            Failure::Domain(Error::backend(
-                BACKEND,
-                format!("task {} changed while locked", report.task),
-            ))
-        };
-        let effects = match report.status {
-            ReportStatus::Completed => {
-                let complete_params: [&(dyn ToSql + Sync); 6] = [
-                    &job_id,
-                    &task_id,
-                    &report.output_artifact_uri,
-                    &report.idempotency_key,
-                    &report.lease_id,
-                    &at,
-                ];
-                let job_params: [&(dyn ToSql + Sync); 2] = [&job_id, &at];
-                // One round trip: the task completes, then the job counts it (reading the sink's
-                // output the first statement just wrote). Unlocking dependents touches other
-                // rows and follows; should the task not match, nothing is committed.
-                let (complete, count) =
-                    prepare_pair(&tx, sql::COMPLETE_TASK, sql::JOB_TASK_COMPLETED).await?;
-                let (done, job_row) = tokio::join!(
-                    tx.query_opt(&complete, &complete_params),
-                    tx.query_one(&count, &job_params),
-                );
-                let Some(done) = done? else {
-                    return Err(lost());
-                };
-                let job_row = job_row?;
-                let dependents: Vec<String> = rows::get(&done, "dependents")?;
-                let mut enqueue = Vec::new();
-                if !dependents.is_empty() {
-                    let updated = query(
-                        &tx,
-                        sql::DEPENDENCY_COMPLETED,
-                        &[&job_id, &dependents, &at, &dispatching, &redispatch_at],
-                    )
-                    .await?;
-                    for row in &updated {
-                        if rows::get::<bool>(row, "ready")? {
-                            enqueue.push(rows::dispatch(row)?);
-                        }
-                    }
-                    // In the order the job declared them, as the memory store does.
-                    enqueue.sort_by_key(|(r, _)| dependents.iter().position(|d| *d == r.task_id));
-                }
-                ReportEffects {
-                    failure: None,
-                    enqueue,
-                    job_status: rows::get_parsed(&job_row, "status")?,
-                }
-            }
-            ReportStatus::Failed => {
-                let error = FailureCause::Reported(report.error.clone()).message(&task);
-                let Some(row) = query_opt(
-                    &tx,
-                    sql::FAIL_REPORTED,
-                    &[
-                        &job_id,
-                        &task_id,
-                        &error,
-                        &at,
-                        &dispatching,
-                        &redispatch_at,
-                        &report.lease_id,
-                        &report.idempotency_key,
-                    ],
-                )
-                .await?
-                else {
-                    return Err(lost());
-                };
-                let outcome = attempt_outcome(&row)?;
-                let mut enqueue = Vec::new();
-                match outcome {
-                    AttemptOutcome::Retry if dispatching => {
-                        enqueue.push((report.task.clone(), task.priority));
-                    }
-                    AttemptOutcome::Retry => {}
-                    AttemptOutcome::DeadLettered => {
-                        let failed = Task {
-                            error: Some(error),
-                            ..task
-                        };
-                        dead_lettered(&tx, &mut job, &failed, now).await?;
-                    }
-                }
-                ReportEffects {
-                    failure: Some(outcome),
-                    enqueue,
-                    job_status: job.status,
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(ReportOutcome::Applied(effects))
     }
 
     async fn cancel_job_tx(
@@ -829,7 +522,14 @@ impl Store for PostgresStore {
     }
 
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
-        with_retry!(self, client => Self::insert_job_tx(&mut client, job, tasks))
+        let op = Op::Insert {
+            job: job.clone(),
+            tasks: tasks.to_vec(),
+        };
+        match self.submits.run(op).await? {
+            Outcome::Inserted(outcome) => outcome,
+            _ => Err(mismatched()),
+        }
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {
@@ -866,10 +566,16 @@ impl Store for PostgresStore {
     }
 
     async fn worker_exists(&self, worker_id: &str) -> Result<bool> {
+        if self.is_known_worker(worker_id) {
+            return Ok(true);
+        }
         let client = self.client().await?;
         let row = query_opt(&client, sql::WORKER_EXISTS, &[&worker_id])
             .await
             .map_err(db_error)?;
+        if row.is_some() {
+            self.remember_worker(worker_id);
+        }
         Ok(row.is_some())
     }
 
@@ -893,8 +599,8 @@ impl Store for PostgresStore {
         timing: Timing,
     ) -> Result<Option<Assignment>> {
         let one = [(task.clone(), nonce.to_owned())];
-        let mut got = with_retry!(self, client => Self::assign_many_tx(&mut client, &one, worker_id, now, timing))?;
-        Ok(got.pop().flatten())
+        let mut got = self.assign_many(&one, worker_id, now, timing).await?;
+        got.pop().unwrap_or(Ok(None))
     }
 
     async fn assign_many(
@@ -907,9 +613,17 @@ impl Store for PostgresStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        // One transaction for the whole batch: one commit per poll instead of one per task.
-        let got = with_retry!(self, client => Self::assign_many_tx(&mut client, tasks, worker_id, now, timing))?;
-        Ok(got.into_iter().map(Ok).collect())
+        // One operation of a batch for the whole poll; several polls may share its commit.
+        let op = Op::Assign {
+            claims: tasks.to_vec(),
+            worker_id: worker_id.to_owned(),
+            now,
+            timing,
+        };
+        match self.updates.run(op).await? {
+            Outcome::Assigned(got) => Ok(got.into_iter().map(Ok).collect()),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn report(
@@ -918,7 +632,15 @@ impl Store for PostgresStore {
         now: Timestamp,
         timing: Timing,
     ) -> Result<ReportOutcome> {
-        with_retry!(self, client => Self::report_tx(&mut client, report, now, timing))
+        let op = Op::Report {
+            report: report.clone(),
+            now,
+            timing,
+        };
+        match self.updates.run(op).await? {
+            Outcome::Reported(outcome) => outcome,
+            _ => Err(mismatched()),
+        }
     }
 
     async fn cancel_job(&self, job_id: &JobId, now: Timestamp) -> Result<Option<CancelOutcome>> {
@@ -1046,7 +768,5 @@ mod tests {
         assert_eq!(micros(Duration::from_nanos(1_999)), 1);
         assert_eq!(micros(Duration::MAX), i64::MAX);
         assert_eq!(bigint(usize::MAX), i64::MAX);
-        assert_eq!(int(7, "x").ok(), Some(7));
-        assert!(int(u32::MAX, "x").is_err());
     }
 }
