@@ -112,6 +112,19 @@ pub(crate) async fn create_schema(dsn: &str, schema: &str) -> anyhow::Result<()>
 }
 
 /// Drops `schema` and everything in it.
+/// `ANALYZE` of the benchmark schema's tables.
+pub(crate) async fn analyze_schema(dsn: &str, schema: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("ANALYZE {schema}.jobs, {schema}.tasks"))
+        .await
+        .with_context(|| format!("ANALYZE in schema {schema}"))?;
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
 pub(crate) async fn drop_schema(dsn: &str, schema: &str) -> anyhow::Result<()> {
     if !schema.starts_with("daef_bench_") {
         bail!("refusing to drop schema {schema}: not one of the benchmark's");

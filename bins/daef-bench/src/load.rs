@@ -37,6 +37,9 @@ pub(crate) struct LoadConfig {
     /// limit, so the gateway runs saturated without an ever-growing backlog (which would
     /// measure queueing, not throughput, and trip the reconciler's re-enqueue of waiting work).
     pub(crate) max_in_flight: usize,
+    /// Submit at most this many jobs per second in all (`None`: as fast as the clients go), to
+    /// measure latency below saturation.
+    pub(crate) rate: Option<f64>,
     /// Give up when the phase has not finished after this long.
     pub(crate) deadline: Duration,
     /// Show a progress bar (on a terminal).
@@ -122,6 +125,8 @@ struct Shared {
     stop: AtomicBool,
     /// Permits for jobs in flight (see [`LoadConfig::max_in_flight`]).
     in_flight: Option<Semaphore>,
+    /// See [`LoadConfig::rate`].
+    rate: Option<f64>,
     bar: ProgressBar,
 }
 
@@ -223,6 +228,7 @@ pub(crate) async fn run(client: &Client, config: &LoadConfig) -> LoadResult {
         errors: Mutex::new(BTreeMap::new()),
         stop: AtomicBool::new(false),
         in_flight: (config.max_in_flight > 0).then(|| Semaphore::new(config.max_in_flight)),
+        rate: config.rate.filter(|r| *r > 0.0),
         bar,
     });
 
@@ -321,6 +327,11 @@ async fn submitter(client: Client, shared: Arc<Shared>) -> LoopStats {
         let i = shared.next_job.fetch_add(1, Ordering::Relaxed);
         if i >= shared.total {
             break;
+        }
+        if let Some(rate) = shared.rate {
+            // Job i is due i / rate seconds after the start, whichever client sends it.
+            let due = shared.started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
         }
         let job = JobSubmission::new("bench", format!("{} {i}", shared.label));
         shared.submitted_at[i as usize].store(shared.since_start() + 1, Ordering::Relaxed);

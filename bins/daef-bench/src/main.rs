@@ -15,6 +15,7 @@
 mod ceiling;
 mod gateway;
 mod load;
+mod pgcost;
 mod preload;
 mod report;
 mod stats;
@@ -95,6 +96,10 @@ struct RunArgs {
     /// (0: no limit, a backlog grows as fast as submits outrun the workers).
     #[arg(long, default_value_t = 1_000)]
     max_in_flight: usize,
+    /// Submit at most this many jobs per second in all, to measure latency below saturation
+    /// [default: as fast as the clients go].
+    #[arg(long)]
+    rate: Option<f64>,
     /// Finished tasks to store before measuring (through the store for --spawn postgres,
     /// through HTTP otherwise).
     #[arg(long, default_value_t = 0)]
@@ -248,6 +253,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 preload::postgres(&backends.postgres_dsn, &ns.schema, "preload", args.preload)
                     .await?;
                 preloaded_directly = true;
+                // A database with autovacuum on analyses the grown tables by itself; one with it
+                // off (as on the machines we measure on) never does.
+                eprintln!("daef-bench: ANALYZE after the pre-load");
+                gateway::analyze_schema(&backends.postgres_dsn, &ns.schema).await?;
             }
         }
         match args.spawn {
@@ -284,6 +293,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             bail!("say which gateway to drive: --url <URL> or --spawn memory|postgres")
         }
     };
+    let probe = match &namespace {
+        Some(ns) => match pgcost::PgProbe::connect(&backends.postgres_dsn, &ns.schema).await {
+            Ok(probe) => Some(probe),
+            Err(err) => {
+                eprintln!("daef-bench: Postgres costs will not be reported: {err:#}");
+                None
+            }
+        },
+        None => None,
+    };
     let outcome = measure(
         &args,
         &url,
@@ -291,10 +310,24 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         deadline,
         gw.as_ref(),
         preloaded_directly,
+        probe.as_ref(),
     )
     .await;
-    cleanup(gw, namespace.as_ref(), &backends).await;
-    let report = outcome?;
+    // Stopped before the closing sample: exiting backends report everything they counted.
+    if let Some(gw) = gw
+        && let Err(err) = gw.stop().await
+    {
+        eprintln!("daef-bench: stopping the gateway: {err:#}");
+    }
+    let closing = match &probe {
+        Some(probe) => probe.sample().await.ok(),
+        None => None,
+    };
+    cleanup(None, namespace.as_ref(), &backends).await;
+    let (mut report, opening) = outcome?;
+    if let (Some(before), Some(after)) = (opening, closing) {
+        report.pg_cost = pgcost::cost(before, after, report.measured_tasks);
+    }
     print!("{}", report.text());
     if let Some(path) = &args.summary {
         std::fs::write(path, report.summary())
@@ -314,7 +347,8 @@ async fn measure(
     deadline: Duration,
     gw: Option<&LocalGateway>,
     preloaded_directly: bool,
-) -> anyhow::Result<RunReport> {
+    probe: Option<&pgcost::PgProbe>,
+) -> anyhow::Result<(RunReport, Option<pgcost::PgSample>)> {
     let client = Client::new(ClientConfig {
         base_url: url.to_owned(),
         token: args.token.clone(),
@@ -330,6 +364,7 @@ async fn measure(
         max_tasks: args.max_tasks,
         wait_ms: args.wait_ms,
         max_in_flight: args.max_in_flight,
+        rate: None,
         deadline,
         progress: !args.no_progress,
     };
@@ -359,6 +394,11 @@ async fn measure(
     let warm = load::run(&client, &phase("warmup", warmup)).await;
     stored += warm.completed;
     let rss_before = gw.map(LocalGateway::rss).transpose()?;
+    let opening = match probe {
+        Some(probe) => Some(probe.sample().await?),
+        None => None,
+    };
+    let measured_from = stored;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let label = if args.rounds == 1 {
@@ -366,7 +406,11 @@ async fn measure(
         } else {
             format!("run {round}/{}", args.rounds)
         };
-        let result = load::run(&client, &phase(&label, tasks)).await;
+        let measured = LoadConfig {
+            rate: args.rate,
+            ..phase(&label, tasks)
+        };
+        let result = load::run(&client, &measured).await;
         let stored_before = stored;
         stored += result.completed;
         let clean = result.clean();
@@ -378,7 +422,8 @@ async fn measure(
     let rss_after = gw.map(LocalGateway::rss).transpose()?;
     let rounds_tasks_per_sec = rounds.iter().map(|(_, r)| r.tasks_per_sec()).collect();
     let (stored_before, result) = representative(rounds);
-    Ok(RunReport {
+    let measured_tasks = stored - measured_from;
+    let report = RunReport {
         url: url.to_owned(),
         mode: args.spawn.map(Mode::as_str).unwrap_or("external"),
         clients: args.clients,
@@ -392,7 +437,11 @@ async fn measure(
         rss_after,
         rounds_tasks_per_sec,
         result,
-    })
+        rate: args.rate,
+        measured_tasks,
+        pg_cost: None,
+    };
+    Ok((report, opening))
 }
 
 /// The round a report shows: the last one if it failed (rounds stop at the first failure),

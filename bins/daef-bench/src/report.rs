@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::ceiling::CeilingResult;
 use crate::gateway::Rss;
 use crate::load::LoadResult;
+use crate::pgcost::PgCost;
 use crate::stats::{Latency, Ms};
 
 /// Everything one `daef-bench run` measured.
@@ -27,6 +28,12 @@ pub(crate) struct RunReport {
     pub(crate) rounds_tasks_per_sec: Vec<f64>,
     /// The round shown: the median one, or the one that failed.
     pub(crate) result: LoadResult,
+    /// `--rate`: jobs per second submitted, when paced.
+    pub(crate) rate: Option<f64>,
+    /// Tasks completed over every measured round (what `pg_cost` is divided by).
+    pub(crate) measured_tasks: u64,
+    /// What the measured rounds cost Postgres (`--spawn postgres`).
+    pub(crate) pg_cost: Option<PgCost>,
 }
 
 fn mib(kib: u64) -> f64 {
@@ -130,6 +137,19 @@ impl RunReport {
                 mib(after.peak_kib)
             );
         }
+        if let Some(c) = &self.pg_cost {
+            let _ = writeln!(
+                out,
+                "  postgres per task over {} measured tasks: {} ms CPU, {:.3} commits, {:.0} bytes of WAL; HOT updates {}",
+                self.measured_tasks,
+                c.cpu_ms_per_task
+                    .map_or("?".to_owned(), |ms| format!("{ms:.3}")),
+                c.commits_per_task,
+                c.wal_bytes_per_task,
+                c.hot_share
+                    .map_or("-".to_owned(), |h| format!("{:.0}%", h * 100.0))
+            );
+        }
         if r.errors.is_empty() {
             let _ = writeln!(out, "  errors: none");
         } else {
@@ -156,6 +176,10 @@ impl RunReport {
         kv(
             "wait_ms",
             self.wait_ms.map(|w| w.to_string()).unwrap_or_default(),
+        );
+        kv(
+            "rate",
+            self.rate.map(|r| format!("{r:.0}")).unwrap_or_default(),
         );
         kv("stored_before", self.stored_before.to_string());
         kv("stored_after", self.stored_after.to_string());
@@ -197,6 +221,20 @@ impl RunReport {
         if let Some(rss) = self.rss_after {
             kv("rss_mib", format!("{:.1}", mib(rss.rss_kib)));
             kv("peak_rss_mib", format!("{:.1}", mib(rss.peak_kib)));
+        }
+        if let Some(c) = &self.pg_cost {
+            kv("measured_tasks", self.measured_tasks.to_string());
+            if let Some(ms) = c.cpu_ms_per_task {
+                kv("pg_cpu_ms_per_task", format!("{ms:.4}"));
+            }
+            kv("pg_commits_per_task", format!("{:.4}", c.commits_per_task));
+            kv(
+                "pg_wal_bytes_per_task",
+                format!("{:.0}", c.wal_bytes_per_task),
+            );
+            if let Some(h) = c.hot_share {
+                kv("pg_hot_share", format!("{h:.4}"));
+            }
         }
         kv("errors", r.error_count().to_string());
         for (i, (text, n)) in r.errors.iter().enumerate() {
