@@ -6,11 +6,11 @@
 //! submitted). Inputs never contain "analyze": the default planner gives each job one task.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daef_client::model::{JobSubmission, Registration, ReportStatus, TaskReport};
+use daef_client::model::{JobSubmission, Registration, ReportStatus, TaskReport, TaskSubmission};
 use daef_client::{Client, Error as ClientError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::Semaphore;
@@ -22,8 +22,11 @@ use crate::stats::{Latency, Samples};
 pub(crate) struct LoadConfig {
     /// Prefix of every input of this phase (distinguishes warm-up, pre-load and measurement).
     pub(crate) label: String,
-    /// Jobs (one task each) to run.
+    /// Tasks to run, in jobs of `tasks_per_job` (the last job may be larger).
     pub(crate) tasks: u64,
+    /// Tasks of each job: 1, or a fan-out DAG (a root task, `tasks_per_job - 2` tasks that
+    /// depend on it, and a sink task that depends on them).
+    pub(crate) tasks_per_job: u32,
     /// Concurrent submitting loops.
     pub(crate) clients: usize,
     /// Concurrent simulated workers.
@@ -49,7 +52,7 @@ pub(crate) struct LoadConfig {
 /// What a phase measured.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LoadResult {
-    /// Jobs asked for.
+    /// Tasks asked for.
     pub(crate) tasks: u64,
     /// Tasks whose completion report was accepted.
     pub(crate) completed: u64,
@@ -63,7 +66,7 @@ pub(crate) struct LoadResult {
     /// Polls that brought at least one assignment.
     pub(crate) poll_busy: Latency,
     pub(crate) report: Latency,
-    /// From the start of a job's submit to the acceptance of its task's report.
+    /// From the start of a job's submit to the acceptance of its last task's report.
     pub(crate) end_to_end: Latency,
     pub(crate) requests_submit: u64,
     pub(crate) requests_poll: u64,
@@ -109,14 +112,19 @@ impl LoadResult {
 /// State shared by every loop of one phase.
 struct Shared {
     label: String,
+    /// Jobs of this phase.
     total: u64,
+    tasks_per_job: u32,
     started: Instant,
     next_job: AtomicU64,
     /// Per job: nanoseconds after `started` at which its submit began, plus one (0: not yet).
     submitted_at: Vec<AtomicU64>,
-    /// Per job: its completion was accepted.
-    done: Vec<AtomicBool>,
+    /// Per job: how many of its tasks' completions were accepted.
+    done: Vec<AtomicU32>,
+    /// Tasks completed.
     completed: AtomicU64,
+    /// Jobs completed.
+    completed_jobs: AtomicU64,
     /// Submits that failed: those jobs will never complete.
     abandoned: AtomicU64,
     /// Nanoseconds after `started` of the last accepted report.
@@ -137,7 +145,7 @@ impl Shared {
 
     fn finished(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-            || self.completed.load(Ordering::Relaxed) + self.abandoned.load(Ordering::Relaxed)
+            || self.completed_jobs.load(Ordering::Relaxed) + self.abandoned.load(Ordering::Relaxed)
                 >= self.total
     }
 
@@ -159,6 +167,41 @@ impl Shared {
         }
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         *errors.entry(text).or_default() += 1;
+    }
+
+    /// Job `i` of this phase: one task planned by the gateway, or an explicit fan-out DAG. Every
+    /// task carries the job's `prompt`, which tells its reports apart.
+    fn job(&self, i: u64) -> JobSubmission {
+        let prompt = format!("{} {i}", self.label);
+        if self.tasks_per_job <= 1 {
+            return JobSubmission::new("bench", prompt);
+        }
+        let task = |task_id: String, dependencies: Vec<String>| TaskSubmission {
+            task_id,
+            task_type: "bench".to_owned(),
+            inputs: BTreeMap::from([("prompt".to_owned(), prompt.clone())]),
+            dependencies,
+            ..TaskSubmission::default()
+        };
+        let middle: Vec<String> = (1..self.tasks_per_job - 1)
+            .map(|n| format!("m{n:04}"))
+            .collect();
+        let mut tasks = vec![task("root".to_owned(), Vec::new())];
+        tasks.extend(
+            middle
+                .iter()
+                .map(|m| task(m.clone(), vec!["root".to_owned()])),
+        );
+        let sink_deps = if middle.is_empty() {
+            vec!["root".to_owned()]
+        } else {
+            middle
+        };
+        tasks.push(task("sink".to_owned(), sink_deps));
+        JobSubmission {
+            tasks: Some(tasks),
+            ..JobSubmission::new("bench", prompt.clone())
+        }
     }
 
     /// The job an assignment belongs to, when it is one of this phase's.
@@ -202,9 +245,12 @@ impl LoopStats {
 
 /// Runs one phase to completion (or to its deadline).
 pub(crate) async fn run(client: &Client, config: &LoadConfig) -> LoadResult {
-    let total = config.tasks;
+    let tasks_per_job = config.tasks_per_job.max(1);
+    let total = config.tasks.div_ceil(u64::from(tasks_per_job));
+    let total_tasks = total * u64::from(tasks_per_job);
     let bar = if config.progress {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
+        let bar =
+            ProgressBar::with_draw_target(Some(total_tasks), ProgressDrawTarget::stderr_with_hz(4));
         let style = ProgressStyle::with_template(
             "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} tasks ({per_sec}, eta {eta})",
         )
@@ -218,11 +264,13 @@ pub(crate) async fn run(client: &Client, config: &LoadConfig) -> LoadResult {
     let shared = Arc::new(Shared {
         label: config.label.clone(),
         total,
+        tasks_per_job,
         started: Instant::now(),
         next_job: AtomicU64::new(0),
         submitted_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        done: (0..total).map(|_| AtomicBool::new(false)).collect(),
+        done: (0..total).map(|_| AtomicU32::new(0)).collect(),
         completed: AtomicU64::new(0),
+        completed_jobs: AtomicU64::new(0),
         abandoned: AtomicU64::new(0),
         last_completion: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
@@ -285,14 +333,14 @@ pub(crate) async fn run(client: &Client, config: &LoadConfig) -> LoadResult {
     if !finished {
         *errors
             .entry(format!(
-                "deadline: {} of {total} tasks unfinished after {:?}",
-                total - completed,
+                "deadline: {} of {total_tasks} tasks unfinished after {:?}",
+                total_tasks.saturating_sub(completed),
                 config.deadline
             ))
             .or_default() += 1;
     }
     LoadResult {
-        tasks: total,
+        tasks: total_tasks,
         completed,
         elapsed: Duration::from_nanos(shared.last_completion.load(Ordering::Relaxed)),
         submit_elapsed,
@@ -333,7 +381,7 @@ async fn submitter(client: Client, shared: Arc<Shared>) -> LoopStats {
             let due = shared.started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let job = JobSubmission::new("bench", format!("{} {i}", shared.label));
+        let job = shared.job(i);
         shared.submitted_at[i as usize].store(shared.since_start() + 1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = client.submit_job(&job).await;
@@ -443,7 +491,8 @@ async fn worker(
                     // Tasks of another phase (left over from an aborted run) are completed
                     // so they leave the queue, but not counted.
                     let Some(i) = index else { continue };
-                    if shared.done[i].swap(true, Ordering::Relaxed) {
+                    let done = shared.done[i].fetch_add(1, Ordering::Relaxed) + 1;
+                    if done > shared.tasks_per_job {
                         *shared
                             .errors
                             .lock()
@@ -452,18 +501,22 @@ async fn worker(
                             .or_default() += 1;
                         continue;
                     }
+                    shared
+                        .last_completion
+                        .fetch_max(accepted_at, Ordering::Relaxed);
+                    shared.completed.fetch_add(1, Ordering::Relaxed);
+                    shared.bar.inc(1);
+                    if done < shared.tasks_per_job {
+                        continue;
+                    }
                     let submitted = shared.submitted_at[i].load(Ordering::Relaxed);
                     if submitted > 0 {
                         stats.end_to_end.record(Duration::from_nanos(
                             accepted_at.saturating_sub(submitted - 1),
                         ));
                     }
-                    shared
-                        .last_completion
-                        .fetch_max(accepted_at, Ordering::Relaxed);
-                    shared.completed.fetch_add(1, Ordering::Relaxed);
+                    shared.completed_jobs.fetch_add(1, Ordering::Relaxed);
                     shared.release();
-                    shared.bar.inc(1);
                 }
                 Err(err) => shared.error("report", &err),
             }

@@ -76,10 +76,14 @@ struct RunArgs {
     /// schema and key prefix, removed afterwards).
     #[arg(long, value_enum)]
     spawn: Option<Mode>,
-    /// Jobs (one task each) in the measured phase [default: 200000 for --spawn memory, 30000
-    /// for --spawn postgres, 50000 for --url; a tenth of that with --quick].
+    /// Tasks in the measured phase [default: 200000 for --spawn memory, 30000 for --spawn
+    /// postgres, 50000 for --url; a tenth of that with --quick].
     #[arg(long)]
     tasks: Option<u64>,
+    /// Tasks per job: 1, or a fan-out DAG of this many tasks (a root, `N - 2` tasks that
+    /// depend on it, and a sink that depends on those), where batching shows.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    tasks_per_job: u32,
     /// Concurrent submitting clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -359,6 +363,7 @@ async fn measure(
     let phase = |label: &str, tasks: u64| LoadConfig {
         label: label.to_owned(),
         tasks,
+        tasks_per_job: args.tasks_per_job,
         clients: args.clients,
         workers: args.workers,
         max_tasks: args.max_tasks,
@@ -429,6 +434,7 @@ async fn measure(
         clients: args.clients,
         workers: args.workers,
         max_tasks: args.max_tasks,
+        tasks_per_job: args.tasks_per_job,
         wait_ms: args.wait_ms,
         max_in_flight: args.max_in_flight,
         stored_before,

@@ -16,6 +16,7 @@ pub(crate) struct RunReport {
     pub(crate) clients: usize,
     pub(crate) workers: usize,
     pub(crate) max_tasks: u32,
+    pub(crate) tasks_per_job: u32,
     pub(crate) wait_ms: Option<u32>,
     pub(crate) max_in_flight: usize,
     /// Finished tasks in the store when the measured phase began.
@@ -46,9 +47,10 @@ impl RunReport {
         self.result.clean() && self.result.completed == self.result.tasks
     }
 
-    /// The protocol's minimum: a submit and a report per task, and one poll per `max_tasks`.
+    /// The protocol's minimum: a submit per job, a report per task, and one poll per
+    /// `max_tasks`.
     pub(crate) fn min_requests_per_task(&self) -> f64 {
-        2.0 + 1.0 / f64::from(self.max_tasks)
+        1.0 / f64::from(self.tasks_per_job.max(1)) + 1.0 + 1.0 / f64::from(self.max_tasks)
     }
 
     /// Every round's tasks/s, comma-separated.
@@ -66,12 +68,13 @@ impl RunReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "daef-bench: {} ({}), {} clients, {} workers, max_tasks {}, at most {} in flight{}, {} tasks stored before",
+            "daef-bench: {} ({}), {} clients, {} workers, max_tasks {}, {} tasks per job, at most {} jobs in flight{}, {} tasks stored before",
             self.url,
             self.mode,
             self.clients,
             self.workers,
             self.max_tasks,
+            self.tasks_per_job,
             self.max_in_flight,
             self.wait_ms
                 .map(|w| format!(", wait_ms {w}"))
@@ -172,6 +175,7 @@ impl RunReport {
         kv("clients", self.clients.to_string());
         kv("workers", self.workers.to_string());
         kv("max_tasks", self.max_tasks.to_string());
+        kv("tasks_per_job", self.tasks_per_job.to_string());
         kv("max_in_flight", self.max_in_flight.to_string());
         kv(
             "wait_ms",

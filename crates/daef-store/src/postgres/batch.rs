@@ -47,7 +47,7 @@ pub(super) const MAX_BATCH: usize = 256;
 /// planned once per connection (no planning per execution) and never with a sequential scan or
 /// a hash or merge join over a table: whatever the statistics say (a table never analysed, or
 /// analysed while small), a batch costs what its rows cost.
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+pub(super) const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
      SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
      SET LOCAL enable_mergejoin = off";
 

@@ -430,3 +430,110 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         "statements scanning a whole table: {full_scans:?}"
     );
 }
+
+/// The batch's statements on tables that grew and were never analysed (autovacuum off, or not
+/// yet run), on a connection that ran them while the tables were empty: a generic plan made then
+/// would stay. Under the batch's own settings (`batch::BEGIN`) it reaches every row by key.
+#[tokio::test]
+async fn batch_plans_made_on_empty_tables_still_use_keys_once_they_grew() {
+    let Some(schema) = fresh_schema().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let client = connect(&schema.dsn_with_search_path())
+        .await
+        .expect("connect");
+    // `PREPARE` with the arguments spelled out, so that `EXPLAIN EXECUTE` later shows the plan
+    // the connection caches, not one made for the EXPLAIN.
+    let none = "'{}'";
+    let statements = [
+        ("LOCK_JOBS", sql::LOCK_JOBS, vec![none]),
+        ("LOCK_BATCH_TASKS", sql::LOCK_BATCH_TASKS, vec![none; 4]),
+        ("UPDATE_BATCH_TASKS", sql::UPDATE_BATCH_TASKS, {
+            let mut args = vec![none; 18];
+            args.push("0");
+            args
+        }),
+        ("UPDATE_BATCH_JOBS", sql::UPDATE_BATCH_JOBS, {
+            let mut args = vec![none; 8];
+            args.push("0");
+            args
+        }),
+        ("PAUSE_DISPATCH", sql::PAUSE_DISPATCH, vec![none]),
+    ];
+    for (i, (_, statement, _)) in statements.iter().enumerate() {
+        client
+            .batch_execute(&format!("PREPARE p{i} AS {statement}"))
+            .await
+            .expect("prepare");
+    }
+    // More runs than Postgres makes custom plans for before it settles on a generic one.
+    for _ in 0..7 {
+        for (i, (name, _, args)) in statements.iter().enumerate() {
+            client
+                .batch_execute(&format!(
+                    "{}; EXECUTE p{i}({}); COMMIT",
+                    super::batch::BEGIN,
+                    args.join(", ")
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("EXECUTE {name}: {e:?}"));
+        }
+    }
+    let mut inserts = tokio::task::JoinSet::new();
+    for i in 0..JOBS {
+        let store = store.clone();
+        inserts.spawn(async move {
+            let (job, tasks) = job(i);
+            store.insert_job(&job, &tasks).await.expect("insert");
+        });
+    }
+    while let Some(done) = inserts.join_next().await {
+        done.expect("insert");
+    }
+    let analysed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+             AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+            &[],
+        )
+        .await
+        .expect("statistics")
+        .get(0);
+    assert_eq!(analysed, 0, "the test wants tables never analysed");
+
+    client
+        .batch_execute(super::batch::BEGIN)
+        .await
+        .expect("begin");
+    let mut by_scan = Vec::new();
+    for (i, (name, _, args)) in statements.iter().enumerate() {
+        let rows = client
+            .simple_query(&format!("EXPLAIN EXECUTE p{i}({})", args.join(", ")))
+            .await
+            .unwrap_or_else(|e| panic!("EXPLAIN {name}: {e:?}"));
+        let plan: Vec<String> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        let plan = plan.join("\n");
+        eprintln!("### {name} (planned on empty tables, now grown)\n{plan}\n");
+        if plan.contains("Seq Scan on jobs")
+            || plan.contains("Seq Scan on tasks")
+            || plan.contains("Hash Join")
+        {
+            by_scan.push(*name);
+        }
+    }
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert!(
+        by_scan.is_empty(),
+        "batch statements scanning or hashing a whole table: {by_scan:?}"
+    );
+}
