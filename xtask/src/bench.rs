@@ -145,37 +145,22 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
 
     // --- gateway runs ---------------------------------------------------------------------
     let large = settings.large_history();
+    let rounds = ROUNDS.to_string();
     for (name, mode, preload) in [
         ("memory-small", "memory", 1_000),
         ("memory-large", "memory", large),
         ("postgres-small", "postgres", 1_000),
         ("postgres-large", "postgres", large),
     ] {
-        let file = out_dir.join(format!("{name}.txt"));
-        let mut cmd = Command::new(&bench_bin);
-        cmd.args(["run", "--spawn", mode, "--preload", &preload.to_string()])
-            .args([
-                "--clients",
-                &CLIENTS.to_string(),
-                "--workers",
-                &WORKERS.to_string(),
-                "--rounds",
-                &ROUNDS.to_string(),
-            ])
-            .arg("--summary")
-            .arg(&file);
-        if settings.quick {
-            cmd.arg("--quick");
-        }
-        cmd.args(&settings.run_args);
-        report.run_commands.push(display_command(&cmd));
-        let summary = step(cmd, &format!("daef-bench run ({name})"), &file);
-        if summary.is_none() {
-            report
-                .failures
-                .push(format!("run {name} failed (see above)"));
-        }
-        report.runs.push((name, summary));
+        let preload = preload.to_string();
+        gateway_run(
+            &mut report,
+            &settings,
+            &bench_bin,
+            &out_dir,
+            name,
+            &["--spawn", mode, "--preload", &preload, "--rounds", &rounds],
+        );
     }
     // Latency below saturation: Postgres + Redis paced at half the rate it just sustained.
     let half_rate = report
@@ -183,32 +168,40 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         .and_then(|s| num(s, "tasks_per_sec"))
         .map(|tps| (tps / 2.0).round());
     if let Some(rate) = half_rate.filter(|r| *r >= 1.0) {
-        let name = "postgres-half";
-        let file = out_dir.join(format!("{name}.txt"));
-        let mut cmd = Command::new(&bench_bin);
-        cmd.args(["run", "--spawn", "postgres", "--preload", "1000"])
-            .args([
-                "--clients",
-                &CLIENTS.to_string(),
-                "--workers",
-                &WORKERS.to_string(),
-                "--rate",
-                &rate.to_string(),
-            ])
-            .arg("--summary")
-            .arg(&file);
-        if settings.quick {
-            cmd.arg("--quick");
-        }
-        cmd.args(&settings.run_args);
-        report.run_commands.push(display_command(&cmd));
-        let summary = step(cmd, &format!("daef-bench run ({name})"), &file);
-        if summary.is_none() {
-            report
-                .failures
-                .push(format!("run {name} failed (see above)"));
-        }
-        report.runs.push((name, summary));
+        let rate = rate.to_string();
+        gateway_run(
+            &mut report,
+            &settings,
+            &bench_bin,
+            &out_dir,
+            "postgres-half",
+            &["--spawn", "postgres", "--preload", "1000", "--rate", &rate],
+        );
+    }
+    // Jobs of 100 tasks (a fan-out DAG each), where batching shows.
+    let fanout_tasks = if settings.quick { "10000" } else { "50000" };
+    for (name, mode) in [("memory-fanout", "memory"), ("postgres-fanout", "postgres")] {
+        gateway_run(
+            &mut report,
+            &settings,
+            &bench_bin,
+            &out_dir,
+            name,
+            &[
+                "--spawn",
+                mode,
+                "--preload",
+                "1000",
+                "--tasks-per-job",
+                "100",
+                "--max-in-flight",
+                "20",
+                "--tasks",
+                fanout_tasks,
+                "--rounds",
+                &rounds,
+            ],
+        );
     }
 
     let text = report.markdown();
@@ -224,6 +217,42 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("bench: {}", report.failures.join("; ")))
     }
+}
+
+/// One `daef-bench run` with the runs' clients and workers plus `args`, recorded in `report`
+/// under `name`.
+fn gateway_run(
+    report: &mut Report,
+    settings: &Settings,
+    bench_bin: &Path,
+    out_dir: &Path,
+    name: &'static str,
+    args: &[&str],
+) {
+    let file = out_dir.join(format!("{name}.txt"));
+    let mut cmd = Command::new(bench_bin);
+    cmd.arg("run")
+        .args(args)
+        .args([
+            "--clients",
+            &CLIENTS.to_string(),
+            "--workers",
+            &WORKERS.to_string(),
+        ])
+        .arg("--summary")
+        .arg(&file);
+    if settings.quick && !args.contains(&"--tasks") {
+        cmd.arg("--quick");
+    }
+    cmd.args(&settings.run_args);
+    report.run_commands.push(display_command(&cmd));
+    let summary = step(cmd, &format!("daef-bench run ({name})"), &file);
+    if summary.is_none() {
+        report
+            .failures
+            .push(format!("run {name} failed (see above)"));
+    }
+    report.runs.push((name, summary));
 }
 
 fn target_dir() -> PathBuf {
@@ -680,6 +709,14 @@ impl Report {
                     format!("{} ÷ {} = {}", fmt_num(p), fmt_num(c), pct(r)),
                 _ => "-".to_owned(),
             },
+        );
+        let fanout = tps("postgres-fanout");
+        let _ = writeln!(
+            o,
+            "| Postgres + Redis, jobs of 100 tasks: ≥ 10,000 tasks/s | {} (memory mode: {}) | {} |",
+            fanout.map_or("-".to_owned(), fmt_num),
+            tps("memory-fanout").map_or("-".to_owned(), fmt_num),
+            verdict(fanout.map(|t| t >= 10_000.0))
         );
         let small = self.run("postgres-small");
         let cpu = small.and_then(|s| num(s, "pg_cpu_ms_per_task"));
