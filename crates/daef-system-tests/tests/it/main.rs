@@ -11,6 +11,7 @@
 mod bad_input;
 mod kill_loop;
 mod postgres_restart;
+mod postgres_server_restart;
 mod redis_flush;
 mod redis_outage;
 mod replicas;

@@ -120,6 +120,28 @@ impl Throwaway {
         self.dir.join("data")
     }
 
+    /// Stops the server the way an operator's restart does (`pg_ctl restart -m fast`: open
+    /// transactions are aborted and connections dropped, committed work is kept) and waits until
+    /// it accepts connections again on the same port.
+    pub fn restart(&self) -> io::Result<()> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".into(),
+                self.data_dir().into(),
+                "-l".into(),
+                self.dir.join("postgres.log").into(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+                "-t".into(),
+                "60".into(),
+                "restart".into(),
+            ],
+        )
+        .map(drop)
+    }
+
     fn start_on(&self, port: u16) -> io::Result<()> {
         let server_options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
