@@ -8,21 +8,23 @@
 //! flight a batch is that request alone, so latency at low load does not rise; under load, the
 //! operations that arrive while every writer is busy share the next commit.
 //!
-//! One transaction per batch, in four round trips:
-//! 1. `BEGIN`;
-//! 2. insert the new jobs with their tasks (`ON CONFLICT DO NOTHING`: a taken id fails only its
-//!    own submit), lock every job the reports and assignments touch (in id order), then every
-//!    task they read or change (reported tasks, their dependents, their jobs' sink tasks, claimed
-//!    tasks) in `(job_id, task_id)` order: the store's lock order, so batches never deadlock one
-//!    another or the store's other transactions;
-//! 3. apply the reports, then the assignments, in arrival order, to the locked rows with the pure
-//!    functions of `daef_core::transition`, exactly as the memory store does under its lock; then
-//!    write every changed task and job back once (`UPDATE … FROM unnest(…)`), each row only while
-//!    it still has the status read under the lock, and count that every one matched;
-//! 4. `COMMIT`.
+//! One transaction per batch. A batch of submits alone takes one round trip: `BEGIN`, one
+//! statement inserting every job with its tasks (`ON CONFLICT DO NOTHING`: a taken id fails only
+//! its own submit), `COMMIT`. A batch with reports or assignments takes two:
+//! 1. `BEGIN` (see [`BEGIN`]), the inserts, then locks: every job the reports and assignments
+//!    touch (in id order), then every task they read or change (reported tasks, their
+//!    dependents, their jobs' sink tasks, claimed tasks) in `(job_id, task_id)` order, the
+//!    store's lock order, so batches never deadlock one another or the store's other
+//!    transactions;
+//! 2. after the reports, then the assignments, are decided in arrival order on the locked rows
+//!    with the pure functions of `daef_core::transition` (exactly as the memory store does under
+//!    its lock): every changed task and job written back once (`UPDATE … FROM unnest(…)`), each
+//!    row only while it still has the status read under the lock, a check that every one
+//!    matched, and `COMMIT`.
 //!
-//! A batch that fails for any reason but a transient abort (which reruns it) runs again one
-//! operation per transaction, so one bad operation never fails its neighbours.
+//! A batch that fails for any reason but a transient abort (which reruns it) or an unreachable
+//! Postgres (every operation gets "unavailable") runs again one operation per transaction, so
+//! one bad operation never fails its neighbours.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -99,7 +101,7 @@ impl Batcher {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
-            tokio::spawn(writer(
+            tokio::spawn(supervise(
                 pool.clone(),
                 Arc::clone(&target),
                 Arc::clone(&receiver),
@@ -112,12 +114,32 @@ impl Batcher {
     /// failed).
     pub(super) async fn run(&self, op: Op) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || Error::unavailable(BACKEND, "the Postgres batch writers stopped");
         self.queue
             .send(Pending { op, reply })
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .map_err(|_| Error::unavailable(BACKEND, "the Postgres batch writers stopped"))?;
+        answer.await.map_err(|_| {
+            Error::unavailable(BACKEND, "the Postgres batch writer failed before answering")
+        })?
+    }
+}
+
+/// Runs a writer loop, and a new one should it panic: the callers of the batch it was running
+/// get "unavailable" (their answers are dropped), and later operations are served again.
+async fn supervise(pool: Pool, target: Arc<str>, queue: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    loop {
+        let running = tokio::spawn(writer(
+            pool.clone(),
+            Arc::clone(&target),
+            Arc::clone(&queue),
+        ));
+        match running.await {
+            Err(err) if err.is_panic() => {
+                tracing::error!(error = %err, "a Postgres batch writer panicked; starting another");
+            }
+            // The queue closed (the store was dropped), or the runtime is shutting down.
+            _ => return,
+        }
     }
 }
 
@@ -148,6 +170,15 @@ async fn writer(pool: Pool, target: Arc<str>, queue: Arc<Mutex<mpsc::Receiver<Pe
             }
             Err(err) if ops.len() == 1 => {
                 let _ = replies.into_iter().next().map(|reply| reply.send(Err(err)));
+            }
+            // Postgres cannot be reached: one operation at a time would only wait out the
+            // connect timeout once per operation.
+            Err(err @ Error::Unavailable { .. }) => {
+                let cause = std::error::Error::source(&err)
+                    .map_or_else(|| err.to_string(), ToString::to_string);
+                for reply in replies {
+                    let _ = reply.send(Err(Error::unavailable(BACKEND, cause.clone())));
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, operations = ops.len(), "batch failed; running its operations one by one");
