@@ -588,6 +588,29 @@ pub async fn wait_settled(client: &Client, expected: usize, timeout: Duration) -
     all_jobs(client).await.expect("listing the jobs")
 }
 
+/// Panics unless the store lists exactly the `accepted` jobs (no job lost, none made up) and
+/// every one of them completed.
+pub fn assert_exactly_accepted_and_completed(jobs: &[JobInfo], accepted: &[JobId]) {
+    let mut listed: Vec<&JobId> = jobs.iter().map(|j| &j.job_id).collect();
+    let mut accepted: Vec<&JobId> = accepted.iter().collect();
+    listed.sort();
+    accepted.sort();
+    assert_eq!(
+        listed, accepted,
+        "the store holds exactly the accepted jobs"
+    );
+    let not_completed: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.status != JobStatus::Completed)
+        .collect();
+    assert!(
+        not_completed.is_empty(),
+        "{} jobs did not complete, e.g. {:?}",
+        not_completed.len(),
+        not_completed.first()
+    );
+}
+
 /// Checks every task of `jobs` in the store against the ledger: each is `Completed`, its
 /// attempt is the attempt of the one lease the workers were told completed it, and its stored
 /// output names that lease — so no task was completed twice, or by a report the gateway then

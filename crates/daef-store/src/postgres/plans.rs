@@ -105,15 +105,8 @@ const AGE: &str = "
     ANALYZE;
 ";
 
-#[tokio::test]
-async fn hot_path_statements_never_scan_a_whole_table() {
-    let Some(schema) = fresh_schema().await else {
-        return;
-    };
-    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+/// Stores [`JOBS`] jobs of [`TASKS_PER_JOB`] tasks, concurrently (so in batches).
+async fn insert_jobs(store: &PostgresStore) {
     let mut inserts = tokio::task::JoinSet::new();
     for i in 0..JOBS {
         let store = store.clone();
@@ -125,6 +118,18 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     while let Some(done) = inserts.join_next().await {
         done.expect("insert");
     }
+}
+
+#[tokio::test]
+async fn hot_path_statements_never_scan_a_whole_table() {
+    let Some(schema) = fresh_schema().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    insert_jobs(&store).await;
     let client = connect(&schema.dsn_with_search_path())
         .await
         .expect("connect");
@@ -483,17 +488,7 @@ async fn batch_plans_made_on_empty_tables_still_use_keys_once_they_grew() {
                 .unwrap_or_else(|e| panic!("EXECUTE {name}: {e:?}"));
         }
     }
-    let mut inserts = tokio::task::JoinSet::new();
-    for i in 0..JOBS {
-        let store = store.clone();
-        inserts.spawn(async move {
-            let (job, tasks) = job(i);
-            store.insert_job(&job, &tasks).await.expect("insert");
-        });
-    }
-    while let Some(done) = inserts.join_next().await {
-        done.expect("insert");
-    }
+    insert_jobs(&store).await;
     let analysed: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() \

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use daef_core::model::JobStatus;
-use daef_system_tests::workload::{mixed_job, mixed_job_tasks, submit_all, wait_settled};
+use daef_system_tests::workload::{
+    assert_exactly_accepted_and_completed, mixed_job, mixed_job_tasks, submit_all, wait_settled,
+};
 use daef_system_tests::{Gateway, GatewayConfig, Ledger, WorkerOptions, WorkerPool, eventually};
 use daef_testenv::postgres::Throwaway;
 use daef_testenv::redis::private_server;
@@ -93,23 +94,7 @@ async fn postgres_restarting_mid_batch_loses_no_accepted_job() {
     pool.stop().await;
     gateway.assert_alive();
 
-    let mut listed: Vec<_> = jobs.iter().map(|j| j.job_id.clone()).collect();
-    listed.sort();
-    submitted.sort();
-    assert_eq!(
-        listed, submitted,
-        "the store holds exactly the accepted jobs"
-    );
-    let not_completed: Vec<_> = jobs
-        .iter()
-        .filter(|j| j.status != JobStatus::Completed)
-        .collect();
-    assert!(
-        not_completed.is_empty(),
-        "{} jobs did not complete, e.g. {:?}",
-        not_completed.len(),
-        not_completed.first()
-    );
+    assert_exactly_accepted_and_completed(&jobs, &submitted);
     let record = ledger.snapshot();
     record.assert_no_unexpected_errors();
     record.assert_no_attempt_assigned_twice();

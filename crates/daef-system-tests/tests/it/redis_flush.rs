@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use daef_core::metric::ORPHANS_REQUEUED_TOTAL;
-use daef_core::model::JobStatus;
-use daef_system_tests::workload::{mixed_job, mixed_job_tasks, submit_all, wait_settled};
+use daef_system_tests::workload::{
+    assert_exactly_accepted_and_completed, mixed_job, mixed_job_tasks, submit_all, wait_settled,
+};
 use daef_system_tests::{Gateway, GatewayConfig, Ledger, WorkerOptions, WorkerPool, eventually};
 use daef_testenv::postgres::fresh_schema;
 use daef_testenv::redis::{self, Reply, private_server};
@@ -90,24 +91,7 @@ async fn every_job_completes_when_redis_is_flushed_midway() {
     gateway.assert_alive();
 
     assert_eq!(jobs.len(), JOBS);
-    let mut listed: Vec<_> = jobs.iter().map(|j| j.job_id.clone()).collect();
-    let mut accepted = submitted.clone();
-    listed.sort();
-    accepted.sort();
-    assert_eq!(
-        listed, accepted,
-        "the store holds exactly the accepted jobs"
-    );
-    let not_completed: Vec<_> = jobs
-        .iter()
-        .filter(|j| j.status != JobStatus::Completed)
-        .collect();
-    assert!(
-        not_completed.is_empty(),
-        "{} jobs did not complete, e.g. {:?}",
-        not_completed.len(),
-        not_completed.first()
-    );
+    assert_exactly_accepted_and_completed(&jobs, &submitted);
 
     let record = ledger.snapshot();
     record.assert_no_unexpected_errors();
