@@ -24,8 +24,8 @@ mod scripts;
 mod tests;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -344,6 +344,11 @@ pub struct RedisQueue {
     key: String,
     keys: Keys,
     deadletter_max: u32,
+    /// Receipts acked and not yet sent to Redis. The next claim carries them in its own script
+    /// call, so a poll costs one script call (its claims and the previous polls' acks); every
+    /// other script that reads claims or nack counts sends them first. A late ack is safe: a
+    /// claim that returns after its visibility lapsed is refused by the store and dropped.
+    unsent_acks: Mutex<Vec<String>>,
 }
 
 impl RedisQueue {
@@ -357,6 +362,7 @@ impl RedisQueue {
             key: cfg.key.clone(),
             keys: Keys::new(&cfg.key),
             deadletter_max: cfg.deadletter_max,
+            unsent_acks: Mutex::new(Vec::new()),
         })
     }
 
@@ -365,10 +371,59 @@ impl RedisQueue {
         RedisRateLimiter::with_connection(Arc::clone(&self.conn), &self.key)
     }
 
-    /// Closes the connection (after commands in flight finish) and stops reconnecting; every
-    /// later operation fails. Also happens, without waiting, when the last user drops it.
+    /// Closes the connection (after commands in flight finish, and the acks not yet sent) and
+    /// stops reconnecting; every later operation fails. Also happens, without waiting, when the
+    /// last user drops it.
     pub async fn close(&self) {
+        if let Err(err) = self.send_acks().await {
+            tracing::warn!(error = %err, "acks not sent before closing; their claims will return and be dropped");
+        }
         let _ = self.conn.client.quit().await;
+    }
+
+    fn take_unsent_acks(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .unsent_acks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Puts receipts whose script call failed back, to go with the next one.
+    fn keep_unsent_acks(&self, receipts: Vec<String>) {
+        let mut unsent = self
+            .unsent_acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if unsent.len() < MAX_UNSENT_ACKS {
+            unsent.extend(receipts);
+        }
+    }
+
+    /// Sends the acks not yet sent, on their own.
+    async fn send_acks(&self) -> Result<()> {
+        let receipts = self.take_unsent_acks();
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let sent: Result<i64> = self
+            .conn
+            .eval(
+                Op::Ack,
+                vec![
+                    self.keys.claims.clone(),
+                    self.keys.visibility.clone(),
+                    self.keys.nacks.clone(),
+                ],
+                receipts.clone(),
+            )
+            .await;
+        if let Err(err) = sent {
+            self.keep_unsent_acks(receipts);
+            return Err(err);
+        }
+        Ok(())
     }
 
     fn claim_keys(&self) -> Vec<String> {
@@ -390,6 +445,13 @@ impl fmt::Debug for RedisQueue {
             .finish()
     }
 }
+
+/// Acks held back until a claim carries them, at most; more are sent on their own.
+const ACKS_PER_SEND: usize = 1_000;
+
+/// Receipts kept for a retry after a failed send, at most (their claims return and are dropped
+/// by the store anyway).
+const MAX_UNSENT_ACKS: usize = 100_000;
 
 /// Clamps a count for a script argument.
 fn count_arg(n: usize) -> String {
@@ -441,14 +503,18 @@ impl Queue for RedisQueue {
         }
         let visible_at = now.plus(visibility).unix_millis();
         let base = uuid::Uuid::new_v4().to_string();
-        let flat: Vec<String> = self
-            .conn
-            .eval(
-                Op::Claim,
-                self.claim_keys(),
-                vec![visible_at.to_string(), count_arg(max), base],
-            )
-            .await?;
+        let acks = self.take_unsent_acks();
+        let mut args = vec![visible_at.to_string(), count_arg(max), base];
+        args.extend(acks.iter().cloned());
+        let mut keys = self.claim_keys();
+        keys.push(self.keys.nacks.clone());
+        let flat: Vec<String> = match self.conn.eval(Op::Claim, keys, args).await {
+            Ok(flat) => flat,
+            Err(err) => {
+                self.keep_unsent_acks(acks);
+                return Err(err);
+            }
+        };
         let mut claims = Vec::with_capacity(flat.len() / 3);
         let mut malformed = Vec::new();
         for triple in flat.chunks(3) {
@@ -481,22 +547,24 @@ impl Queue for RedisQueue {
         if receipts.is_empty() {
             return Ok(());
         }
-        let _: i64 = self
-            .conn
-            .eval(
-                Op::Ack,
-                vec![
-                    self.keys.claims.clone(),
-                    self.keys.visibility.clone(),
-                    self.keys.nacks.clone(),
-                ],
-                receipts.to_vec(),
-            )
-            .await?;
+        // Held back or not, an ack while Redis is known to be down fails like every operation.
+        self.conn.ensure_connected()?;
+        let due = {
+            let mut unsent = self
+                .unsent_acks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            unsent.extend_from_slice(receipts);
+            unsent.len() >= ACKS_PER_SEND
+        };
+        if due {
+            self.send_acks().await?;
+        }
         Ok(())
     }
 
     async fn nack(&self, claim: &Claim) -> Result<NackOutcome> {
+        self.send_acks().await?;
         let outcome: i64 = self
             .conn
             .eval(
@@ -526,6 +594,7 @@ impl Queue for RedisQueue {
         if limit == 0 {
             return Ok(0);
         }
+        self.send_acks().await?;
         let returned: i64 = self
             .conn
             .eval(
@@ -538,6 +607,7 @@ impl Queue for RedisQueue {
     }
 
     async fn dead_letter(&self, task: &TaskRef) -> Result<()> {
+        self.send_acks().await?;
         let _: i64 = self
             .conn
             .eval(
@@ -557,6 +627,7 @@ impl Queue for RedisQueue {
         if dead.is_empty() && enqueue.is_empty() {
             return Ok(());
         }
+        self.send_acks().await?;
         let mut args = Vec::with_capacity(1 + dead.len() + 2 * enqueue.len());
         args.push(dead.len().to_string());
         args.extend(dead.iter().map(TaskRef::encode));

@@ -566,3 +566,43 @@ async fn a_malformed_reference_is_dropped_not_dispatched() {
         0
     );
 }
+
+#[tokio::test]
+async fn acks_ride_along_with_the_next_claim() {
+    let Some(env) = testenv::test() else { return };
+    let q = RedisQueue::connect(&config(env.addr(), env.key()))
+        .await
+        .unwrap();
+    let claims_key = format!("{}:claims", env.key());
+    let held = |env: &testenv::RedisTest| match env.command(&["HLEN", &claims_key]).unwrap() {
+        Reply::Int(n) => n,
+        other => panic!("HLEN answered {other:?}"),
+    };
+    let r = refs(3);
+    q.enqueue(
+        &r.iter()
+            .map(|t| (t.clone(), Priority::Interactive))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let first = q.claim(2, t0(), VISIBILITY).await.unwrap();
+    q.ack(&receipts(&first)).await.unwrap();
+    // Held back: no call of its own ...
+    assert_eq!(held(&env), 2);
+    // ... the next claim settles them in its script call.
+    let second = q.claim(1, t0(), VISIBILITY).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(held(&env), 1);
+    // Anything that could return a claim sends the held acks first.
+    q.ack(&receipts(&second)).await.unwrap();
+    assert_eq!(
+        q.requeue_expired(t0().plus(VISIBILITY), 10).await.unwrap(),
+        0
+    );
+    assert_eq!(held(&env), 0);
+}
+
+fn receipts(claims: &[Claim]) -> Vec<String> {
+    claims.iter().map(|c| c.receipt.clone()).collect()
+}

@@ -1,7 +1,16 @@
--- Claims up to ARGV[2] references, interactive before batch, oldest first.
--- KEYS: pending, pending:batch, claims, visibility
--- ARGV: visible-at (Unix ms), max, receipt base (a client-generated uuid v4)
+-- Acks the receipts in ARGV[4..] (as ack.lua does), then claims up to ARGV[2] references,
+-- interactive before batch, oldest first.
+-- KEYS: pending, pending:batch, claims, visibility, nacks
+-- ARGV: visible-at (Unix ms), max, receipt base (a client-generated uuid v4), receipts to ack
 -- Returns a flat array: receipt, tag ('i' or 'b'), reference, for each claim.
+for i = 4, #ARGV do
+  local claimed = redis.call('HGET', KEYS[3], ARGV[i])
+  if claimed then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('ZREM', KEYS[4], ARGV[i])
+    redis.call('HDEL', KEYS[5], string.sub(claimed, 3))
+  end
+end
 local visible_at = ARGV[1]
 local max = tonumber(ARGV[2])
 local base = ARGV[3]
