@@ -53,16 +53,6 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
-    /// Create (and migrate) or drop a benchmark schema, for the pgbench ceiling.
-    PgSchema {
-        /// `create` or `drop`.
-        #[arg(value_parser = ["create", "drop"])]
-        action: String,
-        /// A name starting with `daef_bench_`.
-        schema: String,
-        #[arg(long, env = "DAEF_BENCH_POSTGRES_DSN", default_value = DEFAULT_DSN, hide_env_values = true)]
-        postgres_dsn: String,
-    },
 }
 
 const DEFAULT_DSN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -201,25 +191,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::FixedServer { listen } => {
             ceiling::serve_fixed(&listen).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::PgSchema {
-            action,
-            schema,
-            postgres_dsn,
-        } => {
-            if !schema.starts_with("daef_bench_")
-                || !schema
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                bail!("schema names must be daef_bench_ followed by [a-z0-9_]");
-            }
-            if action == "create" {
-                gateway::create_schema(&postgres_dsn, &schema).await?;
-            } else {
-                gateway::drop_schema(&postgres_dsn, &schema).await?;
-            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -105,6 +105,15 @@ const AGE: &str = "
     ANALYZE;
 ";
 
+/// A store on `schema`, migrated.
+async fn migrated_store(schema: &daef_testenv::postgres::TestSchema) -> PostgresStore {
+    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
 /// Stores [`JOBS`] jobs of [`TASKS_PER_JOB`] tasks, concurrently (so in batches).
 async fn insert_jobs(store: &PostgresStore) {
     let mut inserts = tokio::task::JoinSet::new();
@@ -125,10 +134,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let Some(schema) = fresh_schema().await else {
         return;
     };
-    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = migrated_store(&schema).await;
     insert_jobs(&store).await;
     let client = connect(&schema.dsn_with_search_path())
         .await
@@ -444,10 +450,7 @@ async fn batch_plans_made_on_empty_tables_still_use_keys_once_they_grew() {
     let Some(schema) = fresh_schema().await else {
         return;
     };
-    let store = PostgresStore::connect(&schema.dsn, Some(&schema.schema))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = migrated_store(&schema).await;
     let client = connect(&schema.dsn_with_search_path())
         .await
         .expect("connect");
@@ -531,4 +534,54 @@ async fn batch_plans_made_on_empty_tables_still_use_keys_once_they_grew() {
         by_scan.is_empty(),
         "batch statements scanning or hashing a whole table: {by_scan:?}"
     );
+}
+
+/// The batch's write-back only writes a row that still has the status read under the lock, and
+/// fails (so the batch rolls back) when one does not: a changed row is never overwritten.
+#[tokio::test]
+async fn a_write_back_that_misses_a_row_fails_and_changes_nothing() {
+    let Some(schema) = fresh_schema().await else {
+        return;
+    };
+    let store = migrated_store(&schema).await;
+    let (job, tasks) = job(0);
+    store.insert_job(&job, &tasks).await.expect("insert");
+    let client = connect(&schema.dsn_with_search_path())
+        .await
+        .expect("connect");
+    let now = Some(at(60).datetime());
+    // t00 is Queued; the write claims to have read it Running.
+    let jobs = vec![job.job_id.as_str()];
+    let task_ids = vec!["t00"];
+    let read = vec!["Running"];
+    let status = vec!["Completed"];
+    let ints: Vec<i32> = vec![1];
+    let texts: Vec<Option<&str>> = vec![Some("x")];
+    let times = vec![now];
+    let updated = vec![now.expect("a time")];
+    let one: i64 = 1;
+    let err = client
+        .query_one(
+            sql::UPDATE_BATCH_TASKS,
+            &[
+                &jobs, &task_ids, &read, &status, &ints, &texts, &texts, &times, &times, &texts,
+                &texts, &texts, &texts, &times, &times, &ints, &ints, &updated, &one,
+            ],
+        )
+        .await
+        .expect_err("a row that does not match must fail the statement");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO),
+        "{err:?}"
+    );
+    let status: String = client
+        .query_one(
+            "SELECT status FROM tasks WHERE job_id = $1 AND task_id = 't00'",
+            &[&job.job_id.as_str()],
+        )
+        .await
+        .expect("read back")
+        .get(0);
+    assert_eq!(status, "Queued");
 }

@@ -124,22 +124,7 @@ impl Throwaway {
     /// transactions are aborted and connections dropped, committed work is kept) and waits until
     /// it accepts connections again on the same port.
     pub fn restart(&self) -> io::Result<()> {
-        self.run(
-            "pg_ctl",
-            &[
-                "-D".into(),
-                self.data_dir().into(),
-                "-l".into(),
-                self.dir.join("postgres.log").into(),
-                "-m".into(),
-                "fast".into(),
-                "-w".into(),
-                "-t".into(),
-                "60".into(),
-                "restart".into(),
-            ],
-        )
-        .map(drop)
+        self.pg_ctl(&["-m".into(), "fast".into(), "restart".into()])
     }
 
     fn start_on(&self, port: u16) -> io::Result<()> {
@@ -149,23 +134,23 @@ impl Throwaway {
              -c max_connections=300",
             self.dir.display()
         );
-        self.run(
-            "pg_ctl",
-            &[
-                "-D".into(),
-                self.data_dir().into(),
-                "-l".into(),
-                self.dir.join("postgres.log").into(),
-                "-w".into(),
-                "-t".into(),
-                "60".into(),
-                "-o".into(),
-                server_options.into(),
-                "start".into(),
-            ],
-        )
-        .map(drop)
-        .map_err(|err| {
+        self.pg_ctl(&["-o".into(), server_options.into(), "start".into()])
+    }
+
+    /// `pg_ctl` on this cluster's data directory and log, waiting up to a minute for `action`;
+    /// a failure carries the server's log.
+    fn pg_ctl(&self, action: &[OsString]) -> io::Result<()> {
+        let mut args: Vec<OsString> = vec![
+            "-D".into(),
+            self.data_dir().into(),
+            "-l".into(),
+            self.dir.join("postgres.log").into(),
+            "-w".into(),
+            "-t".into(),
+            "60".into(),
+        ];
+        args.extend_from_slice(action);
+        self.run("pg_ctl", &args).map(drop).map_err(|err| {
             let log = fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
             io::Error::other(format!("{err}\n--- postgres.log ---\n{log}"))
         })
