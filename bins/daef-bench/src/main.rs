@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Drive a gateway with submitting clients and simulated workers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure the client against a minimal hyper server answering a fixed JSON body.
     HttpCeiling(CeilingArgs),
     /// (Internal) the minimal server `http-ceiling` measures against.
@@ -171,7 +171,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::HttpCeiling(args) => {
             let requests = args
                 .requests
