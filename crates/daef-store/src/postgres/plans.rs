@@ -549,7 +549,7 @@ async fn a_write_back_that_misses_a_row_fails_and_changes_nothing() {
     let client = connect(&schema.dsn_with_search_path())
         .await
         .expect("connect");
-    let now = Some(at(60).datetime());
+    let now = at(60).datetime();
     // t00 is Queued; the write claims to have read it Running.
     let jobs = vec![job.job_id.as_str()];
     let task_ids = vec!["t00"];
@@ -557,8 +557,8 @@ async fn a_write_back_that_misses_a_row_fails_and_changes_nothing() {
     let status = vec!["Completed"];
     let ints: Vec<i32> = vec![1];
     let texts: Vec<Option<&str>> = vec![Some("x")];
-    let times = vec![now];
-    let updated = vec![now.expect("a time")];
+    let times = vec![Some(now)];
+    let updated = vec![now];
     let one: i64 = 1;
     let err = client
         .query_one(
