@@ -19,7 +19,7 @@ use crate::audit::{AuditDraft, AuditEvent, ChainVerifier, Verification};
 use crate::error::{Error, Resource, Result};
 use crate::metric;
 use crate::model::{
-    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef,
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskRef, Worker,
     WorkerCapabilities, WorkerStats,
 };
 use crate::planner::JobSpec;
@@ -188,6 +188,11 @@ impl Engine {
     /// Jobs matching `query`, newest first.
     pub async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
         self.store.list_jobs(query).await
+    }
+
+    /// Registered workers by id.
+    pub async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
+        self.store.list_workers(limit, offset).await
     }
 
     /// A job's tasks matching `query`, sorted by task id.

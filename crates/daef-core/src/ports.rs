@@ -10,7 +10,7 @@ use crate::audit::{AuditDraft, AuditEvent};
 use crate::error::Result;
 use crate::model::{
     Assignment, DeadLetter, Job, JobId, JobStatus, Priority, Report, Task, TaskRef, TaskStatus,
-    WorkerCapabilities, WorkerStats,
+    Worker, WorkerCapabilities, WorkerStats,
 };
 use crate::time::Timestamp;
 use crate::transition::{AttemptOutcome, CancelOutcome, Timing};
@@ -35,6 +35,12 @@ pub struct JobQuery {
     pub limit: usize,
     /// Skip this many.
     pub offset: usize,
+    /// Only jobs whose id sorts before this one: keyset paging, which costs the same on the
+    /// millionth page as on the first (an offset walks every skipped row).
+    pub before: Option<JobId>,
+    /// Count the matching jobs only up to this many (`Page::total` is then at most this): a
+    /// page that shows "10,000+" need not count a million rows. `None` counts them all.
+    pub total_up_to: Option<u64>,
 }
 
 /// Filters for listing a job's tasks (sorted by task id).
@@ -172,6 +178,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Whether a worker is registered.
     async fn worker_exists(&self, worker_id: &str) -> Result<bool>;
+
+    /// Registered workers by id, with how many are registered in all.
+    async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>>;
 
     /// Records a heartbeat and extends the live leases of the worker's running tasks. Returns
     /// how many leases were extended, or `None` for an unknown worker.

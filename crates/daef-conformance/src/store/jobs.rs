@@ -111,7 +111,7 @@ pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
             tenants: only(&[&tenant_a]),
             status: Some(JobStatus::Running),
             limit: 10,
-            offset: 0,
+            ..JobQuery::default()
         })
         .await
         .unwrap();
@@ -188,7 +188,7 @@ pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
             tenants: only(&[&tenant_a]),
             status: Some(JobStatus::Queued),
             limit: 10,
-            offset: 0,
+            ..JobQuery::default()
         })
         .await,
         (1, vec![ids[0].clone()])
@@ -227,6 +227,68 @@ pub async fn list_jobs_filters_and_pages(store: &Arc<dyn Store>) {
         })
         .await,
         (5, vec![])
+    );
+}
+
+/// Keyset pages (`before`) walk every job once, newest first, within the filters; a capped
+/// total stops counting at its cap.
+pub async fn list_jobs_by_key_and_capped_totals(store: &Arc<dyn Store>) {
+    let tenant = format!("tk-{}", uuid_suffix());
+    let other = format!("to-{}", uuid_suffix());
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let owner = if i == 3 { &other } else { &tenant };
+        let (job, _) = insert(&**store, owner, vec![task_spec("a", &[], 2, 60)], t0()).await;
+        if i != 3 {
+            ids.push(job.job_id);
+        }
+    }
+    ids.reverse();
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_jobs(&JobQuery {
+                tenants: Some(vec![tenant.clone()]),
+                limit: 4,
+                before: before.clone(),
+                total_up_to: Some(5),
+                ..JobQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 5, "six jobs match, counted up to five");
+        let Some(last) = page.items.last() else { break };
+        before = Some(last.job_id.clone());
+        walked.extend(page.items.into_iter().map(|j| j.job_id));
+    }
+    assert_eq!(walked, ids, "every job of the tenant once, newest first");
+
+    let below_newest = store
+        .list_jobs(&JobQuery {
+            status: Some(JobStatus::Queued),
+            limit: 100,
+            before: Some(ids[0].clone()),
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(below_newest.total, 7, "an uncapped total ignores the key");
+    assert_eq!(below_newest.items.len(), 6);
+    assert!(below_newest.items.iter().all(|j| j.job_id < ids[0]));
+
+    let capped = store
+        .list_jobs(&JobQuery {
+            limit: 0,
+            total_up_to: Some(100),
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (capped.total, capped.items.len()),
+        (7, 0),
+        "a cap above the count"
     );
 }
 

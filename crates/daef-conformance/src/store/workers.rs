@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use daef_core::model::{WorkerCapabilities, WorkerStats};
+use daef_core::model::{Gpu, WorkerCapabilities, WorkerStats};
 use daef_core::ports::Store;
 
 use super::{TIMING, assign, secs, single, t0, task_of, uuid_suffix};
@@ -98,4 +98,44 @@ pub async fn heartbeats_extend_live_leases_up_to_the_timeout(store: &Arc<dyn Sto
         task_of(&**store, &long).await.lease_expires,
         Some(at.plus(TIMING.lease))
     );
+}
+
+/// Workers list by id, with what they registered and what their last heartbeat said; limit and
+/// offset page through them, and the total counts them all.
+pub async fn workers_list_by_id_with_their_capabilities_and_last_heartbeat(store: &Arc<dyn Store>) {
+    let empty = store.list_workers(10, 0).await.unwrap();
+    assert_eq!((empty.total, empty.items.len()), (0, 0));
+    let caps = WorkerCapabilities {
+        cpu: Some(8),
+        memory: Some("32Gi".into()),
+        gpu: Some(Gpu::Count(1)),
+        models: vec!["llama".into()],
+        tools: vec!["ffmpeg".into()],
+        locality: Some("eu-1".into()),
+    };
+    for id in ["w-c", "w-a", "w-b"] {
+        store.register_worker(id, &caps, t0()).await.unwrap();
+    }
+    let stats = WorkerStats {
+        running_tasks: Some(3),
+        health: Some("degraded".into()),
+        ..WorkerStats::default()
+    };
+    let beat = t0().plus(secs(7));
+    store.heartbeat("w-b", &stats, beat, TIMING).await.unwrap();
+
+    let page = store.list_workers(2, 0).await.unwrap();
+    assert_eq!(page.total, 3);
+    let ids: Vec<_> = page.items.iter().map(|w| w.worker_id.as_str()).collect();
+    assert_eq!(ids, ["w-a", "w-b"]);
+    let b = &page.items[1];
+    assert_eq!(b.capabilities, caps);
+    assert_eq!(b.stats, stats);
+    assert_eq!((b.registered_at, b.last_heartbeat), (t0(), beat));
+    assert_eq!(page.items[0].stats, WorkerStats::default());
+
+    let rest = store.list_workers(2, 2).await.unwrap();
+    assert_eq!(rest.total, 3);
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].worker_id, "w-c");
 }

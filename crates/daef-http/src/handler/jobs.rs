@@ -133,6 +133,7 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
             tenants,
             limit,
             offset,
+            ..JobQuery::default()
         })
         .await?;
     let jobs: Vec<api::JobInfo> = page.items.iter().map(api::JobInfo::from).collect();

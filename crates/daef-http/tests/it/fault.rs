@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use daef_core::audit::{AuditDraft, AuditEvent};
 use daef_core::model::{
-    Assignment, DeadLetter, Job, JobId, Report, Task, TaskRef, WorkerCapabilities, WorkerStats,
+    Assignment, DeadLetter, Job, JobId, Report, Task, TaskRef, Worker, WorkerCapabilities,
+    WorkerStats,
 };
 use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, RateDecision, RateLimiter, ReportOutcome,
@@ -107,6 +108,11 @@ impl Store for FaultyStore {
     async fn worker_exists(&self, worker_id: &str) -> Result<bool> {
         self.check("worker_exists")?;
         self.inner.worker_exists(worker_id).await
+    }
+
+    async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
+        self.check("list_workers")?;
+        self.inner.list_workers(limit, offset).await
     }
 
     async fn heartbeat(

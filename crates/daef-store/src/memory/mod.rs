@@ -12,6 +12,7 @@ mod packed;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -341,6 +342,11 @@ impl Indexes {
     }
 }
 
+/// A job set's ids below `upper`, newest (largest) first.
+fn newest_below<'a>(set: &'a JobSet, upper: Bound<&str>) -> impl Iterator<Item = &'a Arc<str>> {
+    set.range::<str, _>((Bound::Unbounded, upper)).rev()
+}
+
 /// The first `limit` tasks of a deadline index whose deadline is at or before `now`.
 fn due(index: &BTreeSet<(Timestamp, TaskRef)>, now: Timestamp, limit: usize) -> Vec<TaskRef> {
     index
@@ -531,16 +537,22 @@ impl Store for MemoryStore {
     async fn list_jobs(&self, query: &JobQuery) -> Result<Page<Job>> {
         let inner = self.lock();
         let sets = inner.idx.job_sets(query);
-        let total = sets.iter().map(|s| s.len() as u64).sum();
+        let total: u64 = sets.iter().map(|s| s.len() as u64).sum();
+        let total = query.total_up_to.map_or(total, |cap| total.min(cap));
+        // Newest first, from `before` (exclusive) when paging by key.
+        let upper = query
+            .before
+            .as_ref()
+            .map_or(Bound::Unbounded, |id| Bound::Excluded(id.as_str()));
         let page: Vec<&Arc<str>> = if let [set] = sets.as_slice() {
-            set.iter()
-                .rev()
+            newest_below(set, upper)
                 .skip(query.offset)
                 .take(query.limit)
                 .collect()
         } else {
             // Several tenants: merge their sets (a token rarely holds more than a few).
-            let mut ids: Vec<&Arc<str>> = sets.iter().flat_map(|s| s.iter()).collect();
+            let mut ids: Vec<&Arc<str>> =
+                sets.iter().flat_map(|s| newest_below(s, upper)).collect();
             ids.sort_unstable_by(|a, b| b.cmp(a));
             ids.into_iter()
                 .skip(query.offset)
@@ -607,6 +619,22 @@ impl Store for MemoryStore {
 
     async fn worker_exists(&self, worker_id: &str) -> Result<bool> {
         Ok(self.lock().workers.contains_key(worker_id))
+    }
+
+    async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
+        let inner = self.lock();
+        let mut ids: Vec<&String> = inner.workers.keys().collect();
+        ids.sort_unstable();
+        let items = ids
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|id| inner.workers[id].clone())
+            .collect();
+        Ok(Page {
+            total: inner.workers.len() as u64,
+            items,
+        })
     }
 
     async fn heartbeat(

@@ -164,10 +164,11 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let texts: Vec<Option<&str>> = vec![Some("x"), None];
     let times = vec![Some(now), None];
 
-    let list_jobs_all = sql::list_jobs(false, false);
-    let list_jobs_tenant = sql::list_jobs(false, true);
-    let list_jobs_both = sql::list_jobs(true, true);
-    let list_jobs_status = sql::list_jobs(true, false);
+    let list_jobs_all = sql::list_jobs(false, false, false, false);
+    let list_jobs_tenant = sql::list_jobs(false, true, false, false);
+    let list_jobs_both = sql::list_jobs(true, true, false, false);
+    let list_jobs_status = sql::list_jobs(true, false, false, false);
+    let list_jobs_keyset = sql::list_jobs(true, true, true, true);
     let list_tasks_all = sql::list_tasks(false, false);
     let list_tasks_filtered = sql::list_tasks(true, true);
     let list_audit_all = sql::list_audit([false; 4], false, false);
@@ -205,6 +206,18 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             "list_jobs: page, tenant",
             &list_jobs_tenant.1,
             vec![&tenants, &fifty, &zero],
+            true,
+        ),
+        (
+            "list_jobs: capped count, status and tenant",
+            &list_jobs_keyset.0,
+            vec![&"Running", &tenants, &n100],
+            true,
+        ),
+        (
+            "list_jobs: keyset page, status and tenant",
+            &list_jobs_keyset.1,
+            vec![&"Running", &tenants, &job, &fifty, &zero],
             true,
         ),
         (

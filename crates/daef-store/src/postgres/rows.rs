@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use daef_core::audit::AuditEvent;
-use daef_core::model::{Job, JobId, Priority, Task, TaskRef};
+use daef_core::model::{
+    Job, JobId, Priority, Task, TaskRef, Worker, WorkerCapabilities, WorkerStats,
+};
 use daef_core::{Error, Result, Timestamp};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
+use tokio_postgres::types::{FromSql, Json};
 
 use super::BACKEND;
 
@@ -155,5 +157,18 @@ pub(super) fn audit_event(row: &Row) -> Result<AuditEvent> {
         details: get(row, "details")?,
         prev_hash: get(row, "prev_hash")?,
         event_hash: get(row, "event_hash")?,
+    })
+}
+
+/// A row of [`super::sql::LIST_WORKERS`].
+pub(super) fn worker(row: &Row) -> Result<Worker> {
+    let Json(capabilities) = get::<Json<WorkerCapabilities>>(row, "capabilities")?;
+    let Json(stats) = get::<Json<WorkerStats>>(row, "stats")?;
+    Ok(Worker {
+        worker_id: get(row, "worker_id")?,
+        capabilities,
+        stats,
+        registered_at: get_ts(row, "registered_at")?,
+        last_heartbeat: get_ts(row, "last_heartbeat")?,
     })
 }

@@ -97,10 +97,16 @@ pub(super) const LOCK_JOB: &str = concat!(
 /// `$1` job.
 pub(super) const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE job_id = $1";
 
-/// `list_jobs`, newest first: (count statement, page statement). The filter parameters come
-/// first (`status`, then `tenants` as a text array, each only when filtered on), then limit and
-/// offset.
-pub(super) fn list_jobs(status: bool, tenants: bool) -> (String, String) {
+/// `list_jobs`, newest first: (count statement, page statement). Both take the filter
+/// parameters first (`status`, then `tenants` as a text array, each only when filtered on).
+/// The count then takes its cap when `capped` (it stops counting there); the page takes the
+/// keyset bound when `before` (only smaller ids), then limit and offset.
+pub(super) fn list_jobs(
+    status: bool,
+    tenants: bool,
+    before: bool,
+    capped: bool,
+) -> (String, String) {
     let mut filters = Vec::new();
     if status {
         filters.push(format!("status = ${}", filters.len() + 1));
@@ -108,12 +114,25 @@ pub(super) fn list_jobs(status: bool, tenants: bool) -> (String, String) {
     if tenants {
         filters.push(format!("tenant = ANY(${})", filters.len() + 1));
     }
-    let filter = where_clause(&filters);
+    let n = filters.len();
+    let count = if capped {
+        format!(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM jobs{} LIMIT ${}) AS capped",
+            where_clause(&filters),
+            n + 1
+        )
+    } else {
+        format!("SELECT count(*) AS n FROM jobs{}", where_clause(&filters))
+    };
+    if before {
+        filters.push(format!("job_id < ${}", n + 1));
+    }
     let n = filters.len();
     (
-        format!("SELECT count(*) AS n FROM jobs{filter}"),
+        count,
         format!(
-            "SELECT {JOB_COLUMNS} FROM jobs{filter} ORDER BY job_id DESC LIMIT ${} OFFSET ${}",
+            "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY job_id DESC LIMIT ${} OFFSET ${}",
+            where_clause(&filters),
             n + 1,
             n + 2
         ),
@@ -380,6 +399,13 @@ pub(super) const REGISTER_WORKER: &str = "INSERT INTO workers \
      ON CONFLICT (worker_id) DO UPDATE \
      SET capabilities = EXCLUDED.capabilities, last_heartbeat = EXCLUDED.last_heartbeat";
 
+/// `$1` limit, `$2` offset: registered workers by id.
+pub(super) const LIST_WORKERS: &str = "SELECT worker_id, capabilities, stats, registered_at, \
+     last_heartbeat FROM workers ORDER BY worker_id LIMIT $1 OFFSET $2";
+
+/// How many workers are registered.
+pub(super) const COUNT_WORKERS: &str = "SELECT count(*) AS n FROM workers";
+
 /// `$1` worker.
 pub(super) const WORKER_EXISTS: &str = "SELECT 1 FROM workers WHERE worker_id = $1";
 
@@ -453,13 +479,28 @@ mod tests {
     #[test]
     fn dynamic_statements_number_their_parameters_in_order() {
         assert_eq!(
-            list_jobs(true, true).1,
+            list_jobs(true, true, false, false).1,
             format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND tenant = ANY($2) \
                  ORDER BY job_id DESC LIMIT $3 OFFSET $4"
             )
         );
-        assert_eq!(list_jobs(false, false).0, "SELECT count(*) AS n FROM jobs");
+        assert_eq!(
+            list_jobs(false, false, false, false).0,
+            "SELECT count(*) AS n FROM jobs"
+        );
+        let (count, page) = list_jobs(true, false, true, true);
+        assert_eq!(
+            count,
+            "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = $1 LIMIT $2) AS capped"
+        );
+        assert_eq!(
+            page,
+            format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND job_id < $2 \
+                 ORDER BY job_id DESC LIMIT $3 OFFSET $4"
+            )
+        );
         assert_eq!(
             list_tasks(false, true).0,
             "SELECT count(*) AS n FROM tasks WHERE job_id = $1 AND worker_id = $2"

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use daef_core::audit::{AuditDraft, AuditEvent};
 use daef_core::model::{
-    Assignment, DeadLetter, Job, JobId, JobStatus, Report, Task, TaskRef, WorkerCapabilities,
-    WorkerStats,
+    Assignment, DeadLetter, Job, JobId, JobStatus, Report, Task, TaskRef, Worker,
+    WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportOutcome, RequeueOutcome, Store,
@@ -210,17 +210,49 @@ impl PostgresStore {
         if let Some(tenants) = &filter.tenants {
             params.push(tenants);
         }
-        let (count_sql, page_sql) = sql::list_jobs(status.is_some(), filter.tenants.is_some());
+        let (count_sql, page_sql) = sql::list_jobs(
+            status.is_some(),
+            filter.tenants.is_some(),
+            filter.before.is_some(),
+            filter.total_up_to.is_some(),
+        );
+        let cap = filter
+            .total_up_to
+            .map(|cap| i64::try_from(cap).unwrap_or(i64::MAX));
+        let before = filter.before.as_ref().map(JobId::as_str);
         let limit = bigint(filter.limit);
         let offset = bigint(filter.offset);
         let tx = read_only(client).start().await?;
-        let total = count(&query_one(&tx, &count_sql, &params).await?)?;
+        let mut count_params = params.clone();
+        if let Some(cap) = &cap {
+            count_params.push(cap);
+        }
+        let total = count(&query_one(&tx, &count_sql, &count_params).await?)?;
+        if let Some(before) = &before {
+            params.push(before);
+        }
         params.push(&limit);
         params.push(&offset);
         let items = query(&tx, &page_sql, &params)
             .await?
             .iter()
             .map(rows::job)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Page { total, items })
+    }
+
+    async fn list_workers_tx(
+        client: &mut Client,
+        limit: usize,
+        offset: usize,
+    ) -> TxResult<Page<Worker>> {
+        let tx = read_only(client).start().await?;
+        let total = count(&query_one(&tx, sql::COUNT_WORKERS, &[]).await?)?;
+        let items = query(&tx, sql::LIST_WORKERS, &[&bigint(limit), &bigint(offset)])
+            .await?
+            .iter()
+            .map(rows::worker)
             .collect::<Result<Vec<_>>>()?;
         tx.commit().await?;
         Ok(Page { total, items })
@@ -577,6 +609,10 @@ impl Store for PostgresStore {
             self.remember_worker(worker_id);
         }
         Ok(row.is_some())
+    }
+
+    async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
+        with_retry!(self, client => Self::list_workers_tx(&mut client, limit, offset))
     }
 
     async fn heartbeat(

@@ -432,6 +432,10 @@ async fn next_op(
             },
             limit: rng.below(6) as usize,
             offset: rng.below(4) as usize,
+            before: rng
+                .chance(30)
+                .then(|| JobId::new(rng.pick(jobs).expect("jobs").as_str())),
+            total_up_to: rng.chance(30).then(|| rng.below(4)),
         }),
         96..=97 => Op::ListTasks(
             JobId::new(rng.pick(jobs).expect("jobs").as_str()),
