@@ -2,9 +2,12 @@
 //! and nothing else: a record's bookkeeping (attempt limits, re-enqueue deadlines, report keys)
 //! never reaches the wire.
 
+use std::time::Duration;
+
+use daef_core::Timestamp;
 use daef_core::model::{self, Job, Task};
 
-use crate::{Assignment, DeadLetter, JobInfo, TaskInfo};
+use crate::{Assignment, DeadLetter, JobInfo, TaskInfo, WorkerInfo};
 
 impl From<&Job> for JobInfo {
     fn from(job: &Job) -> Self {
@@ -66,6 +69,22 @@ impl From<model::DeadLetter> for DeadLetter {
             attempt: d.attempt,
             error: d.error,
             dead_lettered_at: d.dead_lettered_at,
+        }
+    }
+}
+
+impl WorkerInfo {
+    /// The wire form of `worker` as seen at `now`, when workers heartbeat every
+    /// `heartbeat_interval`.
+    pub fn new(worker: model::Worker, now: Timestamp, heartbeat_interval: Duration) -> Self {
+        let alive = worker.is_alive(now, heartbeat_interval);
+        Self {
+            worker_id: worker.worker_id,
+            capabilities: worker.capabilities,
+            stats: worker.stats,
+            registered_at: worker.registered_at,
+            last_heartbeat: worker.last_heartbeat,
+            alive,
         }
     }
 }

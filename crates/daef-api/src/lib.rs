@@ -215,6 +215,38 @@ pub struct Registered {
     pub heartbeat_interval_seconds: u64,
 }
 
+/// A registered worker, as `GET /v1/workers` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's id.
+    pub worker_id: String,
+    /// What it registered.
+    pub capabilities: WorkerCapabilities,
+    /// What its last heartbeat said (empty until its first heartbeat).
+    pub stats: WorkerStats,
+    /// First registration.
+    pub registered_at: Timestamp,
+    /// Last registration or heartbeat.
+    pub last_heartbeat: Timestamp,
+    /// Whether it registered or heartbeated within the last three heartbeat intervals.
+    pub alive: bool,
+}
+
+/// `GET /v1/workers`: one page of registered workers, by id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// Registered workers in all.
+    pub total: u64,
+    /// Workers in this page.
+    pub returned: u64,
+    /// The page size used.
+    pub limit: u64,
+    /// The offset used.
+    pub offset: u64,
+    /// The page.
+    pub workers: Vec<WorkerInfo>,
+}
+
 /// The answer to a heartbeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {

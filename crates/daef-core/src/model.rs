@@ -360,6 +360,19 @@ pub struct Worker {
     pub last_heartbeat: Timestamp,
 }
 
+/// How many heartbeat intervals a worker may stay silent and still count as alive.
+pub const LIVENESS_INTERVALS: u32 = 3;
+
+impl Worker {
+    /// Whether the worker registered or heartbeated within [`LIVENESS_INTERVALS`] heartbeat
+    /// intervals before `now`.
+    pub fn is_alive(&self, now: Timestamp, heartbeat_interval: std::time::Duration) -> bool {
+        self.last_heartbeat
+            .plus(heartbeat_interval * LIVENESS_INTERVALS)
+            >= now
+    }
+}
+
 /// An assignment handed to a worker by a poll. (Its wire form is `daef_api::Assignment`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
@@ -427,4 +440,27 @@ pub struct Report {
     pub error: Option<String>,
     /// How long the attempt took, as the worker measured it.
     pub duration_millis: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_worker_is_alive_for_three_heartbeat_intervals() {
+        let seen = Timestamp::from_unix_micros(1_000_000_000);
+        let worker = Worker {
+            worker_id: "w".into(),
+            capabilities: WorkerCapabilities::default(),
+            stats: WorkerStats::default(),
+            registered_at: seen,
+            last_heartbeat: seen,
+        };
+        let interval = Duration::from_secs(5);
+        assert!(worker.is_alive(seen, interval));
+        assert!(worker.is_alive(seen.plus(Duration::from_secs(15)), interval));
+        assert!(!worker.is_alive(seen.plus(Duration::from_micros(15_000_001)), interval));
+    }
 }

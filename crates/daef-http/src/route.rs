@@ -24,6 +24,8 @@ pub enum Route {
     ListTasks(JobId),
     /// `GET /v1/jobs/{id}/events` (Server-Sent Events)
     JobEvents(JobId),
+    /// `GET /v1/workers`
+    ListWorkers,
     /// `POST /v1/workers/register`
     RegisterWorker,
     /// `POST /v1/workers/{id}/heartbeat`
@@ -94,6 +96,7 @@ impl Route {
                 "GET",
                 (method == Method::GET).then(|| Route::JobEvents(JobId::new(*id))),
             ),
+            ["v1", "workers"] => ("GET", (method == Method::GET).then_some(Route::ListWorkers)),
             ["v1", "workers", "register"] => (
                 "POST",
                 (method == Method::POST).then_some(Route::RegisterWorker),
@@ -142,6 +145,7 @@ impl Route {
             Route::GetJob(_) | Route::CancelJob(_) => "/v1/jobs/{id}",
             Route::ListTasks(_) => "/v1/jobs/{id}/tasks",
             Route::JobEvents(_) => "/v1/jobs/{id}/events",
+            Route::ListWorkers => "/v1/workers",
             Route::RegisterWorker => "/v1/workers/register",
             Route::Heartbeat(_) => "/v1/workers/{id}/heartbeat",
             Route::Assignments(_) => "/v1/workers/{id}/assignments",
@@ -166,9 +170,10 @@ impl Route {
             | Route::CancelJob(_)
             | Route::ListTasks(_)
             | Route::JobEvents(_) => Some(&[Tenant, Operator]),
-            Route::RegisterWorker | Route::Heartbeat(_) | Route::Assignments(_) => {
-                Some(&[Worker, Operator])
-            }
+            Route::ListWorkers
+            | Route::RegisterWorker
+            | Route::Heartbeat(_)
+            | Route::Assignments(_) => Some(&[Worker, Operator]),
             Route::Report => Some(&[Worker, Operator, Tenant]),
             Route::ListDeadLetters
             | Route::RequeueDeadLetters
@@ -195,6 +200,7 @@ impl Route {
             | Route::GetJob(_)
             | Route::ListTasks(_)
             | Route::JobEvents(_)
+            | Route::ListWorkers
             | Route::RegisterWorker
             | Route::Heartbeat(_)
             | Route::Assignments(_)
@@ -290,6 +296,7 @@ mod tests {
             "/v1/jobs/job-1/events",
             Err(RouteError::MethodNotAllowed("GET")),
         );
+        check(Method::GET, "/v1/workers", Ok(Route::ListWorkers));
         check(
             Method::POST,
             "/v1/workers/register",

@@ -293,6 +293,36 @@ fn worker_bodies_match_the_description() {
         &registered,
         &registered,
     );
+    let listed = |full: bool| WorkerList {
+        total: 1,
+        returned: u64::from(full),
+        limit: 100,
+        offset: 0,
+        workers: if full {
+            vec![WorkerInfo {
+                worker_id: "worker-local".into(),
+                capabilities: registration(true).capabilities,
+                stats: WorkerStats {
+                    queue_depth: Some(0),
+                    running_tasks: Some(2),
+                    cpu_utilization: Some(0.5),
+                    memory_utilization: Some(0.25),
+                    health: Some("healthy".into()),
+                },
+                registered_at: at(0),
+                last_heartbeat: at(5),
+                alive: true,
+            }]
+        } else {
+            Vec::new()
+        },
+    };
+    check(
+        &doc,
+        At::Response("get", "/v1/workers", "200"),
+        &listed(true),
+        &listed(false),
+    );
     let heartbeat = Heartbeat {
         stats: WorkerStats {
             queue_depth: Some(0),

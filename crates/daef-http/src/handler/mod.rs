@@ -31,6 +31,7 @@ pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Re
         }
         Route::ListTasks(id) => jobs::tasks(app, ctx, id).await,
         Route::JobEvents(id) => events::events(app, ctx, id).await,
+        Route::ListWorkers => workers::list(app, ctx).await,
         Route::RegisterWorker => workers::register(app, ctx).await,
         Route::Heartbeat(id) => workers::heartbeat(app, ctx, id).await,
         Route::Assignments(id) => workers::assignments(app, ctx, id).await,

@@ -53,6 +53,30 @@ pub(super) async fn register(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> 
     }))
 }
 
+/// Most workers one list request returns.
+const MAX_WORKERS_PAGE: usize = 1_000;
+/// Workers per page when the request does not say.
+const DEFAULT_WORKERS_PAGE: usize = 100;
+
+pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
+    let limit = ctx.query.limit(DEFAULT_WORKERS_PAGE, MAX_WORKERS_PAGE)?;
+    let offset = ctx.query.offset()?;
+    let page = app.engine.list_workers(limit, offset).await?;
+    let interval = Duration::from_secs(app.engine.config().heartbeat_interval_seconds());
+    let workers: Vec<api::WorkerInfo> = page
+        .items
+        .into_iter()
+        .map(|worker| api::WorkerInfo::new(worker, ctx.now, interval))
+        .collect();
+    Ok(response::ok(&api::WorkerList {
+        total: page.total,
+        returned: workers.len() as u64,
+        limit: limit as u64,
+        offset: offset as u64,
+        workers,
+    }))
+}
+
 /// `gpu`: a boolean, as the seed's worker sends it, or a GPU count.
 fn gpu(fields: &Fields<'_>) -> ApiResult<Option<Gpu>> {
     match fields.value("gpu") {

@@ -324,7 +324,6 @@ async fn unknown_routes_are_404() {
         "/v1/jobs/x/tasks/y",
         "/v1/jobs/x/cancel",
         "/v2/jobs",
-        "/v1/workers",
         "/v1/workers/w/unknown",
         "/v1/admin",
         "/v1/admin/queue",

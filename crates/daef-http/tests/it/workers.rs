@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Harness, WRK};
+use crate::harness::{ACME, Harness, MET, OP, WRK};
 
 #[tokio::test]
 async fn register_validates_the_worker_id_and_capabilities() {
@@ -267,4 +267,71 @@ async fn assignments_validate_max_tasks_and_clamp_it() {
         .send()
         .await;
     assert_eq!(running.json["total"], 150);
+}
+
+#[tokio::test]
+async fn workers_list_by_id_with_capabilities_stats_and_liveness() {
+    let h = Harness::new();
+    for id in ["w-b", "w-a"] {
+        h.post_json(
+            "/v1/workers/register",
+            &json!({"worker_id": id, "cpu": 4, "memory": "8Gi", "gpu": false, "models": ["m"], "tools": ["bash"], "locality": "eu"}),
+        )
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+    }
+    h.post_json(
+        "/v1/workers/w-b/heartbeat",
+        &json!({"running_tasks": 2, "health": "degraded"}),
+    )
+    .token(WRK)
+    .send()
+    .await
+    .expect_status(200);
+
+    for token in [WRK, OP] {
+        let resp = h
+            .get("/v1/workers")
+            .token(token)
+            .send()
+            .await
+            .expect_status(200);
+        assert_eq!(resp.json["total"], 2);
+        assert_eq!(resp.json["returned"], 2);
+        assert_eq!(resp.json["limit"], 100);
+        let workers = resp.json["workers"].as_array().expect("workers");
+        assert_eq!(workers[0]["worker_id"], "w-a");
+        assert_eq!(
+            workers[0]["capabilities"],
+            json!({"cpu": 4, "memory": "8Gi", "gpu": false, "models": ["m"], "tools": ["bash"], "locality": "eu"})
+        );
+        assert_eq!(workers[0]["stats"], json!({}));
+        assert_eq!(workers[1]["stats"]["running_tasks"], 2);
+        assert_eq!(workers[1]["stats"]["health"], "degraded");
+        assert!(workers.iter().all(|w| w["alive"] == true));
+    }
+    let second = h
+        .get("/v1/workers?limit=1&offset=1")
+        .token(WRK)
+        .send()
+        .await;
+    assert_eq!(second.json["workers"][0]["worker_id"], "w-b");
+    assert_eq!(second.json["returned"], 1);
+
+    for token in [ACME, MET] {
+        let resp = h.get("/v1/workers").token(token).send().await;
+        assert_eq!(resp.status.as_u16(), 403, "{token}: {}", resp.text);
+    }
+    for (query, message) in [
+        ("limit=x", "limit must be a non-negative integer"),
+        ("offset=-1", "offset must be a non-negative integer"),
+    ] {
+        h.get(&format!("/v1/workers?{query}"))
+            .token(WRK)
+            .send()
+            .await
+            .expect_error(400, message);
+    }
 }

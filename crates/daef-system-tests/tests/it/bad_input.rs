@@ -332,10 +332,12 @@ async fn nul_in_queries_and_paths(s: &mut Session, job_id: &str) {
         "/v1/admin/audit?action=a%00".to_owned(),
         "/v1/admin/audit?tenant=a%00".to_owned(),
         "/v1/admin/audit?result=a%00".to_owned(),
+        "/v1/workers?limit=1%00".to_owned(),
+        "/v1/workers?offset=x".to_owned(),
     ];
     for path in queries {
         let refused = s.send(Request::get(&path).bearer(OPERATOR)).await;
-        s.expect_status(&refused, 400, &format!("%00 in a query filter: GET {path}"));
+        s.expect_status(&refused, 400, &format!("bad query: GET {path}"));
     }
     let paths = [
         Request::get("/v1/jobs/%00").bearer(OPERATOR),
