@@ -88,7 +88,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     ));
     let upkeep = tokio::spawn(metrics_upkeep(app.clone(), stop_rx));
 
-    daef_http::serve(listener, app, shutdown_signal()).await;
+    let console = Arc::new(daef_console::Console::new(app));
+    daef_http::serve(listener, console, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(reconciler, upkeep);
     tracing::info!("daef-gateway stopped");

@@ -77,6 +77,16 @@ impl App {
         &self.engine
     }
 
+    /// Who the API's tokens are (the console logs in with the same tokens).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The HTTP settings (the console splits dead-letter requeues by the same max batch).
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
     /// The metrics handle (for the exporter's periodic upkeep).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -24,4 +24,4 @@ pub mod server;
 pub use app::App;
 pub use config::{AdminLimits, EventStreamConfig, HttpConfig};
 pub use metrics::Metrics;
-pub use server::serve;
+pub use server::{Service, serve};

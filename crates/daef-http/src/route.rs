@@ -232,7 +232,7 @@ pub enum Audit {
 }
 
 /// Decodes `%XX` escapes in a path segment; malformed escapes are kept as they are.
-fn percent_decode(segment: &str) -> String {
+pub fn percent_decode(segment: &str) -> String {
     if !segment.contains('%') {
         return segment.to_owned();
     }

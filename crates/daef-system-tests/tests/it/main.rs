@@ -9,6 +9,7 @@
 //! it). Skips, saying why, when Postgres or Redis is missing, unless `DAEF_TEST_REQUIRE` names it.
 
 mod bad_input;
+mod console_browser;
 mod kill_loop;
 mod postgres_restart;
 mod postgres_server_restart;
