@@ -280,6 +280,20 @@ try {
   assert.equal(await acme.locator(`#live a:text-is("${betaJob}")`).count(), 0);
   await acmeContext.close();
 
+  step('bad input is a clear 4xx and changes nothing');
+  const deadBefore = (await api('GET', '/v1/admin/queue/dead-letter', 'op')).json.tasks.length;
+  for (const [path, status] of [
+    ['/console/jobs?status=Bogus', 400], ['/console/workers?offset=x', 400],
+    ['/console/audit?from=yesterday', 400], ['/console/jobs/no-such-job', 404], ['/console/nowhere', 404],
+  ]) {
+    assert.equal((await page.request.get(BASE + path)).status(), status, path);
+  }
+  const malformed = await page.request.post(`${BASE}/console/dead-letters`, {
+    headers: { origin: BASE }, form: { task: 'not-json', action: 'requeue' },
+  });
+  assert.equal(malformed.status(), 400);
+  assert.equal((await api('GET', '/v1/admin/queue/dead-letter', 'op')).json.tasks.length, deadBefore);
+
   step('log out ends the session');
   await page.goto(`${BASE}/console/`);
   await page.getByRole('button', { name: 'Log out' }).click();

@@ -66,6 +66,22 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
 }
 
 /// Runs the whole test suite against real backends.
+/// Installs `console-test/`'s npm packages (playwright-core, which drives the machine's own
+/// Chromium and downloads no browser) when npm is here and they are not. Without them the
+/// console's browser tests skip, saying so, unless `DAEF_TEST_REQUIRE` names `browser`.
+fn browser_test_deps() {
+    let dir = project_root().join("console-test");
+    if dir.join("node_modules/playwright-core").is_dir() {
+        return;
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir);
+    if let Err(err) = run(npm, "npm ci in console-test/ (the console's browser test)") {
+        eprintln!("xtask: {err}; the console's browser tests will be skipped");
+    }
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
     let services = Services::find_or_start()?;
     let envs = services.env.clone();
@@ -88,6 +104,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         example,
         "the embedding example (daef-core/examples/in_process.rs)",
     )?;
+    browser_test_deps();
     // Process-level tests (system, end-to-end, deploy checks) run the workspace's binaries;
     // test builds do not produce them, so build them first.
     let mut bins = cargo();

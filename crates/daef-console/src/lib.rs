@@ -17,9 +17,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use daef_http::response::Body;
 use daef_http::{App, Service};
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper::{Request, Response};
 
 mod assets;
@@ -50,7 +51,12 @@ impl Console {
         Self { app, throughput }
     }
 
-    async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    /// Serves one request: the console's pages under [`PREFIX`], the API elsewhere.
+    pub async fn handle<B>(&self, req: Request<B>, remote: SocketAddr) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let path = req.uri().path();
         if path == PREFIX || path.starts_with("/console/") {
             pages::serve(&self.app, &self.throughput, req, remote).await

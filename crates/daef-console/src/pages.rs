@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use askama::Template;
+use bytes::Bytes;
 use daef_api as api;
 use daef_core::audit::Verification;
 use daef_core::model::{JobId, JobStatus};
@@ -14,7 +15,7 @@ use daef_http::App;
 use daef_http::response::Body;
 use daef_http::route::{Route, percent_decode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
@@ -105,12 +106,16 @@ impl Refusal {
 type PageResult = Result<Response<Body>, Refusal>;
 
 /// Serves one request under `/console`.
-pub(crate) async fn serve(
+pub(crate) async fn serve<B>(
     app: &App,
     throughput: &Throughput,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let rest = parts.uri.path().strip_prefix(PREFIX).unwrap_or_default();
@@ -148,7 +153,11 @@ pub(crate) async fn serve(
     response
 }
 
-async fn route(req: &Req<'_>, body: Incoming) -> PageResult {
+async fn route<B>(req: &Req<'_>, body: B) -> PageResult
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let post = req.method == Method::POST;
     if !matches!(req.method, Method::GET | Method::HEAD | Method::POST) {
@@ -216,7 +225,11 @@ fn asset(content_type: &'static str, text: &'static str) -> Response<Body> {
     response
 }
 
-async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Refusal> {
+async fn read_form<B>(body: B) -> Result<Vec<(String, String)>, Refusal>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let bytes = Limited::new(body, MAX_FORM_BYTES)
         .collect()
         .await
