@@ -16,6 +16,7 @@ mod ceiling;
 mod gateway;
 mod load;
 mod pgcost;
+mod pages;
 mod preload;
 mod report;
 mod stats;
@@ -130,6 +131,10 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// After the run, time each web console page this many times with the run's history
+    /// stored (the gateway must run with auth off, as --spawn starts it).
+    #[arg(long)]
+    console_pages: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -396,6 +401,10 @@ async fn measure(
         }
     }
     let rss_after = gw.map(LocalGateway::rss).transpose()?;
+    if let Some(times) = args.console_pages {
+        let timings = pages::time_console(&client, url, times.max(1)).await?;
+        eprint!("{}", pages::table(&timings, stored));
+    }
     let rounds_tasks_per_sec = rounds.iter().map(|(_, r)| r.tasks_per_sec()).collect();
     let (stored_before, result) = representative(rounds);
     let measured_tasks = stored - measured_from;

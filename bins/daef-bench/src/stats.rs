@@ -37,7 +37,7 @@ impl Samples {
 
 /// Nearest-rank percentile of sorted samples: the smallest value with at least `p` percent of
 /// the samples at or below it.
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
