@@ -15,8 +15,8 @@
 mod ceiling;
 mod gateway;
 mod load;
-mod pgcost;
 mod pages;
+mod pgcost;
 mod preload;
 mod report;
 mod stats;
