@@ -62,6 +62,15 @@ impl Req<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `offset` (a page of workers or audit events), 0 when absent.
+    fn offset(&self) -> Result<usize, Refusal> {
+        self.param("offset")
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "offset must be a number."))
+            .map(Option::unwrap_or_default)
+    }
+
     fn fragment(&self) -> bool {
         self.param("fragment").is_some()
     }
@@ -1075,12 +1084,7 @@ struct WorkersPage {
 
 async fn workers(req: &Req<'_>, session: &Session) -> PageResult {
     require(session, &Route::ListWorkers)?;
-    let offset: usize = req
-        .param("offset")
-        .map(|o| o.parse())
-        .transpose()
-        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "offset must be a number."))?
-        .unwrap_or(0);
+    let offset = req.offset()?;
     let reply = req
         .call(
             session,
@@ -1164,12 +1168,7 @@ fn audit_filters(req: &Req<'_>) -> (String, Vec<Filter>) {
 
 async fn audit(req: &Req<'_>, session: &Session, verification: Option<Verification>) -> PageResult {
     require(session, &Route::ListAudit)?;
-    let offset: usize = req
-        .param("offset")
-        .map(|o| o.parse())
-        .transpose()
-        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "offset must be a number."))?
-        .unwrap_or(0);
+    let offset = req.offset()?;
     let (query, filters) = audit_filters(req);
     let reply = req
         .call(
