@@ -14,8 +14,8 @@
 //! | `<key>:ratelimit:<name>` | sorted set | uses of one rate-limiter key, scored by time (Unix µs) |
 //!
 //! Claim, ack, nack, requeue-expired, dead-letter, requeue-dead and the rate-limit check are
-//! each one Lua script (`scripts/*.lua` beside this module) sent with `EVALSHA`; enqueue is one
-//! pipelined `RPUSH` per priority. Only the admin requeue-dead scans a list (`LREM` on the dead
+//! each one Lua script (`scripts/*.lua` beside this module) sent with `EVALSHA`; enqueues from
+//! concurrent callers are sent together, one pipelined `RPUSH` per priority (`send_enqueues`). Only the admin requeue-dead scans a list (`LREM` on the dead
 //! list). The adapter talks to one server (no Cluster or Sentinel).
 
 mod rate;
@@ -37,6 +37,7 @@ use fred::prelude::{
     PerformanceConfig, ReconnectPolicy, ServerConfig,
 };
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
 
 pub use rate::RedisRateLimiter;
 use scripts::{Op, Scripts};
@@ -349,6 +350,67 @@ pub struct RedisQueue {
     /// other script that reads claims or nack counts sends them first. A late ack is safe: a
     /// claim that returns after its visibility lapsed is refused by the store and dropped.
     unsent_acks: Mutex<Vec<String>>,
+    /// The enqueue sender: concurrent enqueues go out together (see [`send_enqueues`]).
+    enqueues: mpsc::UnboundedSender<PendingEnqueue>,
+}
+
+/// One enqueue call waiting to be sent, and where its outcome goes.
+type PendingEnqueue = (
+    Vec<Dispatch>,
+    oneshot::Sender<std::result::Result<(), fred::error::Error>>,
+);
+
+/// Most enqueue calls one pipeline carries.
+const MAX_ENQUEUES_PER_SEND: usize = 1_000;
+
+/// Sends enqueues for as long as the queue lives. When free it takes every enqueue call
+/// waiting (at most [`MAX_ENQUEUES_PER_SEND`]) and sends their references as one pipeline, one
+/// `RPUSH` per priority, in arrival order. There is no timer: an enqueue alone goes at once;
+/// under load, the enqueues of the submits and reports that finished during one send share the
+/// next. Each caller gets the pipeline's outcome.
+async fn send_enqueues(
+    mut waiting: mpsc::UnboundedReceiver<PendingEnqueue>,
+    conn: Arc<Connection>,
+    keys: Keys,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut calls = vec![first];
+        while calls.len() < MAX_ENQUEUES_PER_SEND {
+            match waiting.try_recv() {
+                Ok(call) => calls.push(call),
+                Err(_) => break,
+            }
+        }
+        let outcome = push_pending(&conn, &keys, calls.iter().flat_map(|(refs, _)| refs)).await;
+        for (_, answer) in calls {
+            let _ = answer.send(outcome.clone());
+        }
+    }
+}
+
+/// One round trip: one `RPUSH` per priority that has references, pipelined.
+async fn push_pending<'a>(
+    conn: &Connection,
+    keys: &Keys,
+    tasks: impl Iterator<Item = &'a Dispatch> + Clone,
+) -> std::result::Result<(), fred::error::Error> {
+    let pipeline = conn.client.pipeline();
+    let mut pushes = 0;
+    for priority in Priority::ALL {
+        let refs: Vec<String> = tasks
+            .clone()
+            .filter(|(_, p)| *p == priority)
+            .map(|(task, _)| task.encode())
+            .collect();
+        if !refs.is_empty() {
+            let () = pipeline.rpush(keys.pending(priority), refs).await?;
+            pushes += 1;
+        }
+    }
+    if pushes > 0 {
+        let _: Vec<i64> = pipeline.all().await?;
+    }
+    Ok(())
 }
 
 impl RedisQueue {
@@ -357,12 +419,16 @@ impl RedisQueue {
     pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
         validate(cfg)?;
         let conn = Connection::open(cfg).await?;
+        let keys = Keys::new(&cfg.key);
+        let (enqueues, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(send_enqueues(waiting, Arc::clone(&conn), keys.clone()));
         Ok(Self {
             conn,
             key: cfg.key.clone(),
-            keys: Keys::new(&cfg.key),
+            keys,
             deadletter_max: cfg.deadletter_max,
             unsent_acks: Mutex::new(Vec::new()),
+            enqueues,
         })
     }
 
@@ -469,32 +535,16 @@ impl Queue for RedisQueue {
     }
 
     async fn enqueue(&self, tasks: &[Dispatch]) -> Result<()> {
-        let batches: Vec<(Priority, Vec<String>)> = Priority::ALL
-            .into_iter()
-            .map(|p| {
-                let refs = tasks
-                    .iter()
-                    .filter(|(_, priority)| *priority == p)
-                    .map(|(task, _)| task.encode())
-                    .collect();
-                (p, refs)
-            })
-            .filter(|(_, refs): &(Priority, Vec<String>)| !refs.is_empty())
-            .collect();
-        if batches.is_empty() {
+        if tasks.is_empty() {
             return Ok(());
         }
         self.conn.ensure_connected()?;
-        // One round trip: one RPUSH per priority, pipelined.
-        let pipeline = self.conn.client.pipeline();
-        for (priority, refs) in batches {
-            let () = pipeline
-                .rpush(self.keys.pending(priority), refs)
-                .await
-                .map_err(map_err)?;
-        }
-        let _: Vec<i64> = pipeline.all().await.map_err(map_err)?;
-        Ok(())
+        let (answer, outcome) = oneshot::channel();
+        let gone = || Error::unavailable(BACKEND, "the enqueue sender stopped");
+        self.enqueues
+            .send((tasks.to_vec(), answer))
+            .map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?.map_err(map_err)
     }
 
     async fn claim(&self, max: usize, now: Timestamp, visibility: Duration) -> Result<Vec<Claim>> {

@@ -606,3 +606,70 @@ async fn acks_ride_along_with_the_next_claim() {
 fn receipts(claims: &[Claim]) -> Vec<String> {
     claims.iter().map(|c| c.receipt.clone()).collect()
 }
+
+/// `calls=N` of one command in `INFO commandstats`.
+fn command_calls(addr: &str, command: &str) -> u64 {
+    let info = testenv::command(addr, &["INFO", "commandstats"])
+        .unwrap()
+        .as_text()
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_share_pipelines_and_every_reference_lands_in_order() {
+    // A private server: the test counts its RPUSH calls.
+    let Some(server) = testenv::private_server() else {
+        return;
+    };
+    let addr = server.addr();
+    let q = Arc::new(RedisQueue::connect(&config(&addr, "daef")).await.unwrap());
+    let callers: Vec<Vec<TaskRef>> = (0..200).map(|_| refs(3)).collect();
+    let sends = callers.iter().map(|r| {
+        let q = Arc::clone(&q);
+        let batch: Vec<Dispatch> = r
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let priority = if i == 1 {
+                    Priority::Batch
+                } else {
+                    Priority::Interactive
+                };
+                (t.clone(), priority)
+            })
+            .collect();
+        tokio::spawn(async move { q.enqueue(&batch).await })
+    });
+    for sent in sends.collect::<Vec<_>>() {
+        sent.await.unwrap().unwrap();
+    }
+    let pushes = command_calls(&addr, "rpush");
+    assert!(
+        (2..400).contains(&pushes),
+        "200 concurrent enqueues of both priorities took {pushes} RPUSH calls"
+    );
+    let list = |key: &str| -> Vec<String> {
+        match testenv::command(&addr, &["LRANGE", key, "0", "-1"]).unwrap() {
+            Reply::Array(Some(items)) => items.into_iter().filter_map(|r| r.as_text()).collect(),
+            other => panic!("LRANGE answered {other:?}"),
+        }
+    };
+    let interactive = list("daef:pending");
+    let batch = list("daef:pending:batch");
+    assert_eq!((interactive.len(), batch.len()), (400, 200));
+    for r in &callers {
+        let at = |t: &TaskRef| interactive.iter().position(|x| *x == t.encode());
+        assert!(
+            at(&r[0]).unwrap() < at(&r[2]).unwrap(),
+            "a caller's order is kept"
+        );
+        assert!(batch.contains(&r[1].encode()));
+    }
+    // Nothing to enqueue costs nothing.
+    q.enqueue(&[]).await.unwrap();
+    assert_eq!(command_calls(&addr, "rpush"), pushes);
+}
