@@ -179,7 +179,7 @@ try {
   assert.match(await page.locator('#tasks tr[data-task="extract"]').textContent(), /s3:\/\/bucket\/extract\.out/);
   await shot(page, 'job');
 
-  step('dead letters: dry run, the confirmation step, split requests, requeue, then a 429');
+  step('dead letters: dry run, the confirmation step, split requests, requeue, a 429, discard');
   await page.goto(`${BASE}/console/dead-letters`);
   assert.equal(await page.locator('input[name=task]').count(), 3);
   await page.getByLabel('every listed dead letter (3)').check();
@@ -200,6 +200,13 @@ try {
   await page.locator('input[name=task]').first().check();
   await page.getByRole('button', { name: 'Requeue' }).click();
   assert.match(await page.locator('#retry-after').textContent(), /try again in \d+ s/);
+  // A discard has its own rate limit: flaky-2 is given up on, and its job stays Failed.
+  await page.goto(`${BASE}/console/dead-letters`);
+  await page.locator('input[name=task]').first().check();
+  await page.getByRole('button', { name: 'Discard' }).click();
+  assert.match(await page.locator('#requeue-result').textContent(), /Discarded 1 of 1 selected tasks/);
+  assert.equal(await page.locator('input[name=task]').count(), 0);
+  assert.equal((await job(x2)).status, 'Failed');
   await page.goto(`${BASE}/console/jobs/${dagJob}`);
   await page.locator('#job-status .status:text-is("Completed")').waitFor();
   assert.equal(await page.locator('#dag g.node[data-status="Completed"]').count(), 3);

@@ -165,17 +165,20 @@ pub(crate) enum DeadLetter {
     },
     /// Put dead tasks back in the queue with a fresh attempt budget.
     Requeue(Requeue),
+    /// Give up on dead tasks: they stay Failed for good and leave the dead-letter queue (the
+    /// same options, checks and batching as requeue).
+    Discard(Requeue),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct Requeue {
-    /// Tasks to requeue, as JOB_ID/TASK_ID, sent in one request.
+    /// Tasks, as JOB_ID/TASK_ID, sent in one request.
     #[arg(value_name = "JOB_ID/TASK_ID", value_parser = task_key, conflicts_with_all = ["job", "all", "batch_size", "limit"])]
     pub(crate) tasks: Vec<(String, String)>,
-    /// Requeue every dead task of this job, in batches.
+    /// Every dead task of this job, in batches.
     #[arg(long, value_name = "JOB_ID")]
     pub(crate) job: Option<String>,
-    /// Requeue every dead task, in batches.
+    /// Every dead task, in batches.
     #[arg(long, conflicts_with = "job")]
     pub(crate) all: bool,
     /// With --job or --all: most tasks per request. The default is the gateway's default
@@ -189,7 +192,7 @@ pub(crate) struct Requeue {
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// Confirmation token for large batches (the gateway's DAEF_ADMIN_REQUEUE_CONFIRM_TOKEN),
-    /// sent with every batch. Deliberately a flag only: a large requeue should be typed, not
+    /// sent with every batch. Deliberately a flag only: a large batch should be typed, not
     /// inherited from a shell.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) confirm: Option<String>,

@@ -84,7 +84,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tasks(args) => job::tasks(&ctx, args).await,
         Command::Cancel { job_id } => job::cancel(&ctx, &job_id).await,
         Command::DeadLetter(DeadLetter::List { limit }) => admin::dead_letters(&ctx, limit).await,
-        Command::DeadLetter(DeadLetter::Requeue(args)) => requeue::requeue(&ctx, args).await,
+        Command::DeadLetter(DeadLetter::Requeue(args)) => {
+            requeue::run(&ctx, requeue::Action::Requeue, args).await
+        }
+        Command::DeadLetter(DeadLetter::Discard(args)) => {
+            requeue::run(&ctx, requeue::Action::Discard, args).await
+        }
         Command::Audit(Audit::List(args)) => admin::audit_list(&ctx, args).await,
         Command::Audit(Audit::Export(args)) => admin::audit_export(&ctx, args).await,
         Command::Audit(Audit::Verify) => admin::audit_verify(&ctx).await,

@@ -1,9 +1,10 @@
-//! `dead-letter requeue`. Named tasks go in one request, as typed. `--job` and `--all` can
-//! mean more tasks than the gateway takes at once, so they are requeued in batches:
+//! `dead-letter requeue` and `dead-letter discard`: the same body, guards and batching, another
+//! route. Named tasks go in one request, as typed. `--job` and `--all` can mean more tasks than
+//! the gateway takes at once, so they are sent in batches:
 //!
 //! - List the dead letters (oldest first; the gateway lists at most [`LIST_PAGE`]), keep the
 //!   ones asked for that this run has not sent yet, and send them in batches of at most the
-//!   batch size. Then list again: requeued tasks have left the list, so the next listing starts
+//!   batch size. Then list again: requeued or discarded tasks have left the list, so the next listing starts
 //!   with the ones still to do. The run ends at a listing with nothing left to send; since no
 //!   task is sent twice, tasks the gateway does not requeue cannot keep it going, and a dry run
 //!   (which changes nothing) ends after one page.
@@ -43,11 +44,38 @@ const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// What the gateway says when a batch is over `DAEF_ADMIN_REQUEUE_MAX_BATCH`.
 const OVER_MAX_BATCH: &str = "tasks exceeds max batch size ";
 
-pub(crate) async fn requeue(ctx: &Ctx, args: Requeue) -> anyhow::Result<u8> {
+/// What a run does to the dead letters it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Back to the queue with a fresh attempt budget.
+    Requeue,
+    /// `Failed` for good, off the dead-letter queue.
+    Discard,
+}
+
+impl Action {
+    fn noun(self) -> &'static str {
+        match self {
+            Action::Requeue => "requeue",
+            Action::Discard => "discard",
+        }
+    }
+
+    /// The past tense, and the answer's count field.
+    fn done(self) -> &'static str {
+        match self {
+            Action::Requeue => "requeued",
+            Action::Discard => "discarded",
+        }
+    }
+}
+
+pub(crate) async fn run(ctx: &Ctx, action: Action, args: Requeue) -> anyhow::Result<u8> {
     if !args.all && args.job.is_none() {
-        return requeue_named(ctx, &args).await;
+        return send_named(ctx, action, &args).await;
     }
     let selection = Selection {
+        action,
         job: args.job.map(|j| JobId::new(j.as_str())),
         limit: args.limit,
         dry_run: args.dry_run,
@@ -63,41 +91,43 @@ pub(crate) async fn requeue(ctx: &Ctx, args: Requeue) -> anyhow::Result<u8> {
     progress.finish();
     if let Err(err) = finished {
         if run.batches > 0 {
-            eprintln!("stopped after {}", run.describe(selection.dry_run));
+            eprintln!("stopped after {}", run.describe(&selection));
         }
         return Err(err.into());
     }
     if ctx.json {
-        output::json(&outcome_json(&run.total))?;
+        output::json(&outcome_json(&run.total, action))?;
     } else if run.total.requested == 0 {
-        println!("no dead letters to requeue");
+        println!("no dead letters to {}", action.noun());
     } else {
-        print_summary(&run.total, run.batches);
+        print_summary(&run.total, run.batches, action);
     }
     if run.ended_at_list_cap {
         eprintln!(
             "note: the gateway lists only the oldest {LIST_PAGE} dead letters, and none of those is \
-             left to send; any beyond them were not looked at (run again once those are requeued)"
+             left to send; any beyond them were not looked at (run again once those are {})",
+            action.done()
         );
     }
     Ok(exit::OK)
 }
 
-/// `--json` output of a requeue: `{"dry_run", "requested", "requeued"}`, `dry_run` always
-/// present (the gateway's answer leaves it out unless true).
-fn outcome_json(outcome: &RequeueOutcome) -> serde_json::Value {
+/// `--json` output: `{"dry_run", "requested", "requeued"}` (`"discarded"` for a discard),
+/// `dry_run` always present (the gateway's answer leaves it out unless true).
+fn outcome_json(outcome: &RequeueOutcome, action: Action) -> serde_json::Value {
     serde_json::json!({
         "dry_run": outcome.dry_run,
         "requested": outcome.requested,
-        "requeued": outcome.requeued,
+        action.done(): outcome.requeued,
     })
 }
 
 /// The tasks named on the command line, in one request.
-async fn requeue_named(ctx: &Ctx, args: &Requeue) -> anyhow::Result<u8> {
+async fn send_named(ctx: &Ctx, action: Action, args: &Requeue) -> anyhow::Result<u8> {
     if args.tasks.is_empty() {
         anyhow::bail!(
-            "nothing to requeue: name tasks as JOB_ID/TASK_ID, or use --job JOB_ID or --all"
+            "nothing to {}: name tasks as JOB_ID/TASK_ID, or use --job JOB_ID or --all",
+            action.noun()
         );
     }
     let keys: Vec<TaskKey> = args
@@ -108,19 +138,18 @@ async fn requeue_named(ctx: &Ctx, args: &Requeue) -> anyhow::Result<u8> {
             task_id: task.clone(),
         })
         .collect();
-    let outcome = ctx
-        .client
-        .requeue_dead_letters(&keys, args.dry_run, args.confirm.as_deref())
+    let outcome = Gateway(ctx)
+        .act(action, &keys, args.dry_run, args.confirm.as_deref())
         .await?;
     if ctx.json {
-        output::json(&outcome_json(&outcome))?;
+        output::json(&outcome_json(&outcome, action))?;
     } else {
-        print_summary(&outcome, 1);
+        print_summary(&outcome, 1, action);
     }
     Ok(exit::OK)
 }
 
-fn print_summary(outcome: &RequeueOutcome, batches: u64) {
+fn print_summary(outcome: &RequeueOutcome, batches: u64, action: Action) {
     let in_batches = if batches > 1 {
         format!(" in {batches} batches")
     } else {
@@ -133,18 +162,23 @@ fn print_summary(outcome: &RequeueOutcome, batches: u64) {
         );
     } else {
         println!(
-            "requeued {} of {} listed tasks{in_batches}",
-            outcome.requeued, outcome.requested
+            "{} {} of {} listed tasks{in_batches}",
+            action.done(),
+            outcome.requeued,
+            outcome.requested
         );
         if outcome.requeued < outcome.requested {
-            println!("(the others were not dead letters: already requeued, or never dead)");
+            println!(
+                "(the others were not dead letters: already requeued or discarded, or never dead)"
+            );
         }
     }
 }
 
-/// Which dead letters a batched run requeues, and how.
+/// Which dead letters a batched run sends, and what it does to them.
 #[derive(Debug)]
 struct Selection {
+    action: Action,
     /// Only this job's (`--job`); every job's when `None` (`--all`).
     job: Option<JobId>,
     /// Stop after sending this many.
@@ -158,8 +192,10 @@ struct Selection {
 /// the tests.
 trait DeadLetterApi {
     async fn list(&self, limit: u64) -> Result<Vec<DeadLetter>, Error>;
-    async fn requeue(
+    /// Requeues or discards `tasks`; the count of either comes back in `requeued`.
+    async fn act(
         &self,
+        action: Action,
         tasks: &[TaskKey],
         dry_run: bool,
         confirm: Option<&str>,
@@ -175,16 +211,25 @@ impl DeadLetterApi for Gateway<'_> {
         self.0.client.dead_letters(Some(limit)).await
     }
 
-    async fn requeue(
+    async fn act(
         &self,
+        action: Action,
         tasks: &[TaskKey],
         dry_run: bool,
         confirm: Option<&str>,
     ) -> Result<RequeueOutcome, Error> {
-        self.0
-            .client
-            .requeue_dead_letters(tasks, dry_run, confirm)
-            .await
+        let client = &self.0.client;
+        match action {
+            Action::Requeue => client.requeue_dead_letters(tasks, dry_run, confirm).await,
+            Action::Discard => {
+                let outcome = client.discard_dead_letters(tasks, dry_run, confirm).await?;
+                Ok(RequeueOutcome {
+                    dry_run: outcome.dry_run,
+                    requested: outcome.requested,
+                    requeued: outcome.discarded,
+                })
+            }
+        }
     }
 
     async fn pause(&self, wait: Duration) {
@@ -238,7 +283,8 @@ struct Run {
     batch_size: usize,
     /// Every task sent so far, so none is sent twice.
     sent: HashSet<(JobId, String)>,
-    /// Summed over the batches: the same shape as one request's answer.
+    /// Summed over the batches: the same shape as one request's answer (`requeued` counts the
+    /// tasks requeued or discarded).
     total: RequeueOutcome,
     batches: u64,
     /// The last listing was a full page with nothing left to send in it.
@@ -309,7 +355,12 @@ impl Run {
         while !rest.is_empty() {
             let batch = &rest[..rest.len().min(self.batch_size)];
             let answer = api
-                .requeue(batch, selection.dry_run, selection.confirm.as_deref())
+                .act(
+                    selection.action,
+                    batch,
+                    selection.dry_run,
+                    selection.confirm.as_deref(),
+                )
                 .await;
             match answer {
                 Ok(outcome) => {
@@ -321,7 +372,7 @@ impl Run {
                     let verb = if selection.dry_run {
                         "are dead letters"
                     } else {
-                        "requeued"
+                        selection.action.done()
                     };
                     progress.line(&format!(
                         "batch {}: {} of {} {verb}",
@@ -338,8 +389,9 @@ impl Run {
                 Err(err) => match recovery(&err, batch.len(), waits) {
                     Recovery::ShrinkBatches(max) => {
                         progress.line(&format!(
-                            "the gateway takes at most {max} tasks per requeue \
-                             (its DAEF_ADMIN_REQUEUE_MAX_BATCH): sending batches of {max}"
+                            "the gateway takes at most {max} tasks per {} \
+                             (its DAEF_ADMIN_REQUEUE_MAX_BATCH): sending batches of {max}",
+                            selection.action.noun()
                         ));
                         self.batch_size = max;
                     }
@@ -362,20 +414,22 @@ impl Run {
     }
 
     /// How far the run got, in words.
-    fn describe(&self, dry_run: bool) -> String {
+    fn describe(&self, selection: &Selection) -> String {
         let batches = match self.batches {
             1 => "1 batch".to_owned(),
             n => format!("{n} batches"),
         };
-        if dry_run {
+        if selection.dry_run {
             format!(
                 "{batches} (dry run): {} of {} listed tasks are dead letters",
                 self.total.requeued, self.total.requested
             )
         } else {
             format!(
-                "{batches}: requeued {} of {} listed tasks",
-                self.total.requeued, self.total.requested
+                "{batches}: {} {} of {} listed tasks",
+                selection.action.done(),
+                self.total.requeued,
+                self.total.requested
             )
         }
     }
@@ -396,8 +450,9 @@ mod tests {
         max_batch: usize,
         limited: Cell<u32>,
         retry_after_secs: Option<u64>,
-        /// The size of each requeue request, refused ones included.
+        /// The size of each request, refused ones included.
         requests: RefCell<Vec<usize>>,
+        actions: RefCell<Vec<Action>>,
         confirms: RefCell<Vec<Option<String>>>,
         pauses: RefCell<Vec<Duration>>,
     }
@@ -424,6 +479,7 @@ mod tests {
                 limited: Cell::new(0),
                 retry_after_secs: Some(7),
                 requests: RefCell::new(Vec::new()),
+                actions: RefCell::new(Vec::new()),
                 confirms: RefCell::new(Vec::new()),
                 pauses: RefCell::new(Vec::new()),
             }
@@ -440,13 +496,15 @@ mod tests {
                 .collect())
         }
 
-        async fn requeue(
+        async fn act(
             &self,
+            action: Action,
             tasks: &[TaskKey],
             dry_run: bool,
             confirm: Option<&str>,
         ) -> Result<RequeueOutcome, Error> {
             self.requests.borrow_mut().push(tasks.len());
+            self.actions.borrow_mut().push(action);
             self.confirms.borrow_mut().push(confirm.map(str::to_owned));
             if tasks.len() > self.max_batch {
                 return Err(Error::BadRequest(format!(
@@ -488,6 +546,7 @@ mod tests {
 
     fn every(dry_run: bool) -> Selection {
         Selection {
+            action: Action::Requeue,
             job: None,
             limit: None,
             dry_run,
@@ -523,6 +582,29 @@ mod tests {
                 .borrow()
                 .iter()
                 .all(|c| c.as_deref() == Some("yes-really"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_discard_is_batched_and_recovers_the_same_way() {
+        let fake = Fake::new(&[("job-a", 5)], 2);
+        fake.limited.set(1);
+        let selection = Selection {
+            action: Action::Discard,
+            ..every(false)
+        };
+        let (run, done) = requeue_with(&fake, 100, &selection).await;
+        done.expect("run");
+        assert_eq!(*fake.requests.borrow(), [5, 2, 2, 2, 1]);
+        assert!(fake.actions.borrow().iter().all(|a| *a == Action::Discard));
+        assert_eq!((run.total.requested, run.total.requeued), (5, 5));
+        assert_eq!(
+            run.describe(&selection),
+            "3 batches: discarded 5 of 5 listed tasks"
+        );
+        assert_eq!(
+            outcome_json(&run.total, Action::Discard),
+            serde_json::json!({"dry_run": false, "requested": 5, "discarded": 5})
         );
     }
 

@@ -402,6 +402,18 @@ pub struct RequeueOutcome {
     pub requeued: u64,
 }
 
+/// The answer to `POST /v1/admin/queue/dead-letter/discard`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscardOutcome {
+    /// True for a dry run (nothing changed); absent otherwise, as in a requeue's answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Tasks listed in the request.
+    pub requested: u64,
+    /// Tasks discarded (in a dry run: that are dead letters and would be).
+    pub discarded: u64,
+}
+
 /// A page of the audit log, newest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditPage {

@@ -574,6 +574,34 @@ impl Client {
         dry_run: bool,
         confirm: Option<&str>,
     ) -> Result<RequeueOutcome> {
+        self.dead_letter_action("/v1/admin/queue/dead-letter", tasks, dry_run, confirm)
+            .await
+    }
+
+    /// `POST /v1/admin/queue/dead-letter/discard`: the listed dead letters stay `Failed` for
+    /// good; the same body, guards and confirmation as a requeue.
+    pub async fn discard_dead_letters(
+        &self,
+        tasks: &[TaskKey],
+        dry_run: bool,
+        confirm: Option<&str>,
+    ) -> Result<DiscardOutcome> {
+        self.dead_letter_action(
+            "/v1/admin/queue/dead-letter/discard",
+            tasks,
+            dry_run,
+            confirm,
+        )
+        .await
+    }
+
+    async fn dead_letter_action<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        tasks: &[TaskKey],
+        dry_run: bool,
+        confirm: Option<&str>,
+    ) -> Result<T> {
         let request = RequeueRequest {
             tasks: tasks.to_vec(),
             dry_run,
@@ -588,15 +616,9 @@ impl Client {
             value.set_sensitive(true);
             extra.push((HeaderName::from_static("x-daef-confirm"), value));
         }
-        self.call(
-            Method::POST,
-            "/v1/admin/queue/dead-letter",
-            None,
-            Some(body),
-            &extra,
-        )
-        .await?
-        .json()
+        self.call(Method::POST, path, None, Some(body), &extra)
+            .await?
+            .json()
     }
 
     /// `GET /v1/admin/audit`: a page of events, newest first.

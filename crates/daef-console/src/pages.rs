@@ -216,7 +216,7 @@ where
         (false, ["jobs", id, "events"]) => job_events(req, s, id).await,
         (true, ["jobs", id, "cancel"]) => cancel_job(req, s, id).await,
         (false, ["dead-letters"]) => dead_letters(req, s, None).await,
-        (true, ["dead-letters"]) => requeue(req, s, &form).await,
+        (true, ["dead-letters"]) => act_on_dead(req, s, &form).await,
         (false, ["workers"]) => workers(req, s).await,
         (false, ["audit"]) => audit(req, s, None).await,
         (false, ["audit.csv"]) => audit_csv(req, s).await,
@@ -842,12 +842,78 @@ struct DeadRow {
     checked: bool,
 }
 
-/// What a dry run or a requeue did, or why it stopped.
+/// What the dead-letter form asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum DeadAction {
+    /// Count how many of the selection are dead letters; change nothing.
+    #[default]
+    DryRun,
+    /// Back to the queue with a fresh attempt budget.
+    Requeue,
+    /// `Failed` for good, off the dead-letter queue.
+    Discard,
+}
+
+impl DeadAction {
+    fn parse(value: Option<&str>) -> Result<Self, Refusal> {
+        match value {
+            None | Some("dry-run") => Ok(DeadAction::DryRun),
+            Some("requeue") => Ok(DeadAction::Requeue),
+            Some("discard") => Ok(DeadAction::Discard),
+            Some(other) => Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("Unknown action {other:?}."),
+            )),
+        }
+    }
+
+    /// The form value.
+    fn value(self) -> &'static str {
+        match self {
+            DeadAction::DryRun => "dry-run",
+            DeadAction::Requeue => "requeue",
+            DeadAction::Discard => "discard",
+        }
+    }
+
+    /// The button's label.
+    fn label(self) -> &'static str {
+        match self {
+            DeadAction::DryRun => "Dry run",
+            DeadAction::Requeue => "Requeue",
+            DeadAction::Discard => "Discard",
+        }
+    }
+
+    /// What a result says was done.
+    fn done(self) -> &'static str {
+        match self {
+            DeadAction::DryRun => "Dry run",
+            DeadAction::Requeue => "Requeued",
+            DeadAction::Discard => "Discarded",
+        }
+    }
+
+    fn is_dry_run(self) -> bool {
+        self == DeadAction::DryRun
+    }
+
+    /// The API route (a dry run is the requeue route's).
+    fn path(self) -> &'static str {
+        match self {
+            DeadAction::DryRun | DeadAction::Requeue => "/v1/admin/queue/dead-letter",
+            DeadAction::Discard => "/v1/admin/queue/dead-letter/discard",
+        }
+    }
+}
+
+/// What a dry run, a requeue or a discard did, or why it stopped.
 #[derive(Debug, Default)]
-struct RequeueResult {
-    dry_run: bool,
+struct DeadLetterResult {
+    action: DeadAction,
     requested: u64,
-    requeued: u64,
+    /// Requeued, discarded, or (dry run) dead letters among those requested.
+    changed: u64,
     requests: usize,
     error: Option<String>,
     retry_after: Option<u64>,
@@ -858,9 +924,9 @@ struct RequeueResult {
 struct DeadLettersPage {
     chrome: Option<Chrome>,
     rows: Vec<DeadRow>,
-    result: Option<RequeueResult>,
-    /// Set when the selection needs the confirmation token before it is requeued.
-    confirm_needed: bool,
+    result: Option<DeadLetterResult>,
+    /// The action waiting for the confirmation token, when the selection needs it.
+    confirm_for: Option<DeadAction>,
     max_batch: i64,
     confirm_threshold: i64,
     confirm_configured: bool,
@@ -888,13 +954,13 @@ async fn list_dead(req: &Req<'_>, session: &Session) -> Result<Vec<api::DeadLett
 async fn dead_letters(
     req: &Req<'_>,
     session: &Session,
-    outcome: Option<(RequeueResult, Vec<String>, bool)>,
+    outcome: Option<(DeadLetterResult, Vec<String>, Option<DeadAction>)>,
 ) -> PageResult {
     require(session, &Route::ListDeadLetters)?;
     let listed = list_dead(req, session).await?;
-    let (result, selected, confirm_needed) = match outcome {
+    let (result, selected, confirm_for) = match outcome {
         Some((result, selected, confirm)) => (Some(result), selected, confirm),
-        None => (None, Vec::new(), false),
+        None => (None, Vec::new(), None),
     };
     let rows = listed
         .iter()
@@ -924,7 +990,7 @@ async fn dead_letters(
             chrome: Some(Chrome::new(req, session, "Dead letters")),
             rows,
             result,
-            confirm_needed,
+            confirm_for,
             max_batch: limits.max_batch,
             confirm_threshold: limits.confirm_threshold,
             confirm_configured: limits.confirm_token.is_some(),
@@ -932,12 +998,16 @@ async fn dead_letters(
     )
 }
 
-/// A dry run or a requeue of the selected dead letters (or all listed ones), split into
-/// requests of at most the API's max batch, each through `POST /v1/admin/queue/dead-letter`:
-/// the API checks the confirmation token, the rate limit and audits every request.
-async fn requeue(req: &Req<'_>, session: &Session, form: &[(String, String)]) -> PageResult {
-    require(session, &Route::RequeueDeadLetters)?;
-    let dry_run = form_value(form, "action") != Some("requeue");
+/// A dry run, a requeue or a discard of the selected dead letters (or all listed ones), split
+/// into requests of at most the API's max batch, each through the API's route: the API checks
+/// the confirmation token and the rate limit, and audits every request.
+async fn act_on_dead(req: &Req<'_>, session: &Session, form: &[(String, String)]) -> PageResult {
+    let action = DeadAction::parse(form_value(form, "action"))?;
+    let route = match action {
+        DeadAction::Discard => Route::DiscardDeadLetters,
+        DeadAction::DryRun | DeadAction::Requeue => Route::RequeueDeadLetters,
+    };
+    require(session, &route)?;
     let selected: Vec<String> = if form_value(form, "scope") == Some("all") {
         list_dead(req, session)
             .await?
@@ -964,12 +1034,12 @@ async fn requeue(req: &Req<'_>, session: &Session, form: &[(String, String)]) ->
         });
     }
     if tasks.is_empty() {
-        let result = RequeueResult {
-            dry_run,
+        let result = DeadLetterResult {
+            action,
             error: Some("Select the dead letters first.".into()),
-            ..RequeueResult::default()
+            ..DeadLetterResult::default()
         };
-        return dead_letters(req, session, Some((result, selected, false))).await;
+        return dead_letters(req, session, Some((result, selected, None))).await;
     }
     let limits = &req.app.config().admin;
     let confirm = form_value(form, "confirm").unwrap_or_default().trim();
@@ -977,40 +1047,47 @@ async fn requeue(req: &Req<'_>, session: &Session, form: &[(String, String)]) ->
         .ok()
         .filter(|n| *n > 0)
         .unwrap_or(tasks.len());
-    let needs_confirm = !dry_run
+    let needs_confirm = !action.is_dry_run()
         && limits.confirm_token.is_some()
         && limits.confirm_threshold > 0
         && tasks
             .chunks(chunk)
             .any(|c| c.len() as i64 >= limits.confirm_threshold);
     if needs_confirm && confirm.is_empty() {
-        return dead_letters(
-            req,
-            session,
-            Some((RequeueResult::default(), selected, true)),
-        )
-        .await;
+        let waiting = DeadLetterResult {
+            action,
+            ..DeadLetterResult::default()
+        };
+        return dead_letters(req, session, Some((waiting, selected, Some(action)))).await;
     }
-    let mut result = RequeueResult {
-        dry_run,
-        ..RequeueResult::default()
+    let mut result = DeadLetterResult {
+        action,
+        ..DeadLetterResult::default()
     };
     for batch in tasks.chunks(chunk) {
         let mut call = req
-            .call(session, Method::POST, "/v1/admin/queue/dead-letter")
+            .call(session, Method::POST, action.path())
             .json(&api::RequeueRequest {
                 tasks: batch.to_vec(),
-                dry_run,
+                dry_run: action.is_dry_run(),
             });
         if !confirm.is_empty() {
             call = call.header("x-daef-confirm", confirm);
         }
         let reply = call.send().await;
         result.requests += 1;
-        match reply.parse::<api::RequeueOutcome>() {
-            Ok(outcome) => {
-                result.requested += outcome.requested;
-                result.requeued += outcome.requeued;
+        let answer = match action {
+            DeadAction::Discard => reply
+                .parse::<api::DiscardOutcome>()
+                .map(|o| (o.requested, o.discarded)),
+            DeadAction::DryRun | DeadAction::Requeue => reply
+                .parse::<api::RequeueOutcome>()
+                .map(|o| (o.requested, o.requeued)),
+        };
+        match answer {
+            Ok((requested, changed)) => {
+                result.requested += requested;
+                result.changed += changed;
             }
             Err(message) => {
                 result.retry_after = reply.retry_after();
@@ -1019,9 +1096,10 @@ async fn requeue(req: &Req<'_>, session: &Session, form: &[(String, String)]) ->
             }
         }
     }
-    let keep_selection = dry_run || result.error.is_some();
+    let keep_selection = action.is_dry_run() || result.error.is_some();
     let selected = if keep_selection { selected } else { Vec::new() };
-    let confirm_again = needs_confirm && result.error.is_some() && result.retry_after.is_none();
+    let confirm_again =
+        (needs_confirm && result.error.is_some() && result.retry_after.is_none()).then_some(action);
     dead_letters(req, session, Some((result, selected, confirm_again))).await
 }
 

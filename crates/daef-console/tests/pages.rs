@@ -241,6 +241,16 @@ async fn bad_input_is_a_clear_4xx() {
     )
     .await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    let unknown = send(
+        &c,
+        Method::POST,
+        "/console/dead-letters",
+        &origin,
+        "task=%5B%22j%22%2C%22t%22%5D&action=explode",
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.body.contains("Unknown action"));
     let put = send(&c, Method::PUT, "/console/jobs", &origin, "").await;
     assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
     let huge = "job_id=x&".repeat(40_000);

@@ -15,6 +15,8 @@ pub mod action {
     pub const DEAD_LETTER_LIST: &str = "dead_letter_list";
     /// `POST /v1/admin/queue/dead-letter`.
     pub const DEAD_LETTER_REQUEUE: &str = "dead_letter_requeue";
+    /// `POST /v1/admin/queue/dead-letter/discard`.
+    pub const DEAD_LETTER_DISCARD: &str = "dead_letter_discard";
     /// A forbidden read of the audit log.
     pub const AUDIT_READ: &str = "audit_read";
     /// `DELETE /v1/jobs/{id}`.

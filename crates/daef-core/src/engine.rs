@@ -108,6 +108,15 @@ pub struct RequeueSummary {
     pub requeued: u64,
 }
 
+/// What a dead-letter discard (or its dry run) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscardSummary {
+    /// Distinct tasks named in the request.
+    pub requested: usize,
+    /// Tasks discarded (or, in a dry run, that would be).
+    pub discarded: u64,
+}
+
 /// The control plane's use cases over a [`Store`] and a [`Queue`].
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -459,6 +468,39 @@ impl Engine {
         Ok(RequeueSummary {
             requested: distinct.len(),
             requeued: outcome.requeued.len() as u64,
+        })
+    }
+
+    /// Discards the listed dead letters (or, with `dry_run`, counts how many are dead letters):
+    /// each stays `Failed`, leaves the dead-letter list and the queue's dead list, and can no
+    /// longer be requeued; its job stays `Failed`.
+    pub async fn discard_dead(
+        &self,
+        tasks: &[TaskRef],
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<DiscardSummary> {
+        let mut seen = HashSet::with_capacity(tasks.len());
+        let distinct: Vec<TaskRef> = tasks.iter().filter(|t| seen.insert(*t)).cloned().collect();
+        if dry_run {
+            let discarded = self.store.count_dead_among(&distinct).await?;
+            return Ok(DiscardSummary {
+                requested: distinct.len(),
+                discarded,
+            });
+        }
+        let discarded = self.store.discard_dead(&distinct, now).await?;
+        // Off the queue's dead list too, with nothing to enqueue; a reference left behind only
+        // keeps the gauge high until the next discard or requeue names it.
+        if let Err(err) = self.queue.requeue_dead(&discarded, &[]).await {
+            tracing::warn!(error = %err, "removing discarded dead letters from the queue's dead list failed");
+        }
+        counter!(metric::DEAD_LETTER_DISCARDED_TOTAL, "queue_backend" => self.queue.backend())
+            .increment(discarded.len() as u64);
+        self.refresh_gauges().await;
+        Ok(DiscardSummary {
+            requested: distinct.len(),
+            discarded: discarded.len() as u64,
         })
     }
 

@@ -15,6 +15,8 @@ pub const QUEUE_NACKED_TOTAL: &str = "queue_nacked_total";
 pub const QUEUE_EXPIRED_REQUEUED_TOTAL: &str = "queue_expired_requeued_total";
 /// Dead letters requeued by operators (`queue_backend`).
 pub const DEAD_LETTER_REQUEUED_TOTAL: &str = "dead_letter_requeued_total";
+/// Dead-letter tasks discarded by operators (`queue_backend`).
+pub const DEAD_LETTER_DISCARDED_TOTAL: &str = "dead_letter_discarded_total";
 /// References on the queue's dead list (`queue_backend`).
 pub const DEAD_LETTER_COUNT: &str = "dead_letter_count";
 /// Claims that could not be turned into assignments because the store failed (`queue_backend`, `worker_id`).
@@ -66,6 +68,10 @@ pub fn describe() {
     describe_counter!(
         DEAD_LETTER_REQUEUED_TOTAL,
         "Dead-letter tasks requeued by operators."
+    );
+    describe_counter!(
+        DEAD_LETTER_DISCARDED_TOTAL,
+        "Dead-letter tasks discarded by operators."
     );
     describe_gauge!(
         DEAD_LETTER_COUNT,

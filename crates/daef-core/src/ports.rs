@@ -268,6 +268,10 @@ pub trait Store: Send + Sync + Debug + 'static {
         timing: Timing,
     ) -> Result<RequeueOutcome>;
 
+    /// Discards the listed dead letters: each stays `Failed` and leaves the dead-letter queue;
+    /// tasks that are not dead letters are skipped. Returns those discarded, in request order.
+    async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>>;
+
     /// Appends to the audit chain (serialized: the chain never forks) and returns the event.
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent>;
 

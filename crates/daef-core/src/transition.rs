@@ -488,6 +488,23 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
     true
 }
 
+/// Discards a dead letter: the task stays `Failed` for good and leaves the dead-letter queue.
+/// Returns false when the task is not a dead letter.
+pub fn discard_dead(task: &mut Task, now: Timestamp) -> bool {
+    if task.status != TaskStatus::Failed || task.dead_lettered_at.is_none() {
+        return false;
+    }
+    task.dead_lettered_at = None;
+    task.updated_at = now;
+    true
+}
+
+/// A dead task of `job` was discarded: the job stays failed, with one dead task fewer.
+pub fn job_task_discarded(job: &mut Job, now: Timestamp) {
+    job.dead_tasks = job.dead_tasks.saturating_sub(1);
+    job.updated_at = now;
+}
+
 /// The reconciler enqueued an unclaimed dispatchable task again: back off before the next time.
 pub fn redispatched(task: &mut Task, now: Timestamp, timing: Timing) {
     task.redispatch_count = task.redispatch_count.saturating_add(1);

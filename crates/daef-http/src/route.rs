@@ -38,6 +38,8 @@ pub enum Route {
     ListDeadLetters,
     /// `POST /v1/admin/queue/dead-letter`
     RequeueDeadLetters,
+    /// `POST /v1/admin/queue/dead-letter/discard`
+    DiscardDeadLetters,
     /// `GET /v1/admin/audit`
     ListAudit,
     /// `GET /v1/admin/audit/verify`
@@ -120,6 +122,10 @@ impl Route {
                     _ => None,
                 },
             ),
+            ["v1", "admin", "queue", "dead-letter", "discard"] => (
+                "POST",
+                (method == Method::POST).then_some(Route::DiscardDeadLetters),
+            ),
             ["v1", "admin", "audit"] => {
                 ("GET", (method == Method::GET).then_some(Route::ListAudit))
             }
@@ -151,6 +157,7 @@ impl Route {
             Route::Assignments(_) => "/v1/workers/{id}/assignments",
             Route::Report => "/v1/tasks/report",
             Route::ListDeadLetters | Route::RequeueDeadLetters => "/v1/admin/queue/dead-letter",
+            Route::DiscardDeadLetters => "/v1/admin/queue/dead-letter/discard",
             Route::ListAudit => "/v1/admin/audit",
             Route::VerifyAudit => "/v1/admin/audit/verify",
             Route::MetricsJson => "/v1/metrics",
@@ -177,6 +184,7 @@ impl Route {
             Route::Report => Some(&[Worker, Operator, Tenant]),
             Route::ListDeadLetters
             | Route::RequeueDeadLetters
+            | Route::DiscardDeadLetters
             | Route::ListAudit
             | Route::VerifyAudit => Some(&[Operator]),
             Route::MetricsJson | Route::MetricsPrometheus => Some(&[Metrics, Operator]),
@@ -190,6 +198,7 @@ impl Route {
         match self {
             Route::ListDeadLetters => Audit::Always(action::DEAD_LETTER_LIST),
             Route::RequeueDeadLetters => Audit::Always(action::DEAD_LETTER_REQUEUE),
+            Route::DiscardDeadLetters => Audit::Always(action::DEAD_LETTER_DISCARD),
             Route::CancelJob(_) => Audit::Always(action::JOB_CANCEL),
             // A read of the log changes nothing; only a refused one is worth recording.
             Route::ListAudit | Route::VerifyAudit => Audit::WhenForbidden(action::AUDIT_READ),
@@ -322,6 +331,11 @@ mod tests {
             Method::POST,
             "/v1/admin/queue/dead-letter",
             Ok(Route::RequeueDeadLetters),
+        );
+        check(
+            Method::POST,
+            "/v1/admin/queue/dead-letter/discard",
+            Ok(Route::DiscardDeadLetters),
         );
         check(Method::GET, "/v1/admin/audit", Ok(Route::ListAudit));
         check(

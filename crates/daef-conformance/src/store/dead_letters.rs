@@ -225,3 +225,79 @@ pub async fn dead_letters_list_oldest_first(store: &Arc<dyn Store>) {
     );
     assert_eq!(store.dead_letters(2).await.unwrap().len(), 2);
 }
+
+/// A discarded dead letter stays `Failed`, leaves the dead-letter queue for good (it can be
+/// neither listed nor requeued), and its job stays failed with one dead task fewer; tasks that
+/// are not dead letters are skipped.
+pub async fn discarded_dead_letters_stay_failed_and_leave_the_queue_for_good(
+    store: &Arc<dyn Store>,
+) {
+    let job = insert_abc(&**store).await;
+    let key = TaskRef::new(job.job_id.clone(), "a");
+    let now = t0().plus(secs(1));
+    for _ in 0..2 {
+        let a = assign(&**store, &key, "w1", now).await;
+        reported(&**store, &key, &a.lease_id, ReportStatus::Failed, now).await;
+    }
+    let (other_job, other) = single(&**store, 0, 60).await;
+    let o = assign(&**store, &other, "w1", now).await;
+    reported(&**store, &other, &o.lease_id, ReportStatus::Failed, now).await;
+    assert_eq!(store.count_dead_letters().await.unwrap(), 2);
+
+    let queued = TaskRef::new(job.job_id.clone(), "b");
+    let unknown = TaskRef::new(JobId::new("job-missing"), "a");
+    let at = t0().plus(secs(5));
+    let listed = [queued.clone(), key.clone(), unknown, key.clone()];
+    let discarded = store.discard_dead(&listed, at).await.unwrap();
+    assert_eq!(discarded, vec![key.clone()], "once, though listed twice");
+    let task = task_of(&**store, &key).await;
+    assert_eq!(
+        (task.status, task.dead_lettered_at, task.updated_at),
+        (TaskStatus::Failed, None, at)
+    );
+    assert_eq!(task_of(&**store, &queued).await.status, TaskStatus::Queued);
+    let failed = job_of(&**store, &job.job_id).await;
+    assert_eq!((failed.status, failed.dead_tasks), (JobStatus::Failed, 0));
+    assert_eq!(store.count_dead_letters().await.unwrap(), 1);
+    let left: Vec<TaskRef> = store
+        .dead_letters(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| TaskRef::new(d.job_id, d.task_id))
+        .collect();
+    assert_eq!(left, vec![other.clone()]);
+
+    // For good: no requeue, no second discard, and the job dispatches nothing.
+    assert!(
+        store
+            .requeue_dead(std::slice::from_ref(&key), at, TIMING)
+            .await
+            .unwrap()
+            .requeued
+            .is_empty()
+    );
+    assert!(
+        store
+            .discard_dead(std::slice::from_ref(&key), at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .count_dead_among(std::slice::from_ref(&key))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        job_of(&**store, &job.job_id).await.status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        job_of(&**store, &other_job.job_id).await.dead_tasks,
+        1,
+        "another job's dead letter is untouched"
+    );
+}

@@ -249,6 +249,7 @@ macro_rules! store_suite {
             orphan_back_off_is_capped,
             orphans_are_taken_oldest_first_with_back_off,
             requeued_dead_letters_get_a_fresh_budget,
+            discarded_dead_letters_stay_failed_and_leave_the_queue_for_good,
             failed_jobs_dispatch_nothing_until_every_dead_task_is_requeued,
             dead_letters_list_oldest_first,
             audit_appends_form_one_verifiable_chain,

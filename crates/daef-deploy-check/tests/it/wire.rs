@@ -386,6 +386,17 @@ fn worker_bodies_match_the_description() {
 #[test]
 fn admin_and_operations_bodies_match_the_description() {
     let doc = spec();
+    let discarded = |dry_run: bool| DiscardOutcome {
+        dry_run,
+        requested: 3,
+        discarded: 2,
+    };
+    check(
+        &doc,
+        At::Response("post", "/v1/admin/queue/dead-letter/discard", "200"),
+        &discarded(true),
+        &discarded(false),
+    );
     let dead = |full: bool| DeadLetterList {
         tasks: if full {
             vec![dead_letter()]

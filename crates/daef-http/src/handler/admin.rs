@@ -86,18 +86,32 @@ fn parse_requeue(body: &[u8]) -> ApiResult<Requeue> {
     Ok(Requeue { tasks, dry_run })
 }
 
-/// The safety checks of DESIGN.md §4, in their order: body, batch size, confirmation, rate limit.
-pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
-    let request = match parse_requeue(&ctx.body) {
-        Ok(request) => request,
-        Err(err) => return rejected(err, 0),
-    };
+/// A dead-letter action: what its messages call it and the key of its rate limit.
+#[derive(Clone, Copy)]
+enum DeadLetterAction {
+    Requeue,
+    Discard,
+}
+
+impl DeadLetterAction {
+    fn noun(self) -> &'static str {
+        match self {
+            DeadLetterAction::Requeue => "requeue",
+            DeadLetterAction::Discard => "discard",
+        }
+    }
+}
+
+/// The safety checks of DESIGN.md §4, in their order: body, batch size, confirmation, rate
+/// limit. The parsed request when it may go ahead, else the refusal and its audit note.
+async fn guarded(app: &App, ctx: &Ctx, action: DeadLetterAction) -> Result<Requeue, Audited> {
+    let request = parse_requeue(&ctx.body).map_err(|err| rejected(err, 0))?;
     let requested = request.tasks.len() as u64;
     let limits = &app.config.admin;
     if limits.max_batch > 0 && requested > limits.max_batch as u64 {
         let err =
             ApiError::bad_request(format!("tasks exceeds max batch size {}", limits.max_batch));
-        return rejected(err, requested);
+        return Err(rejected(err, requested));
     }
     // A dry run changes nothing, so it needs no confirmation (as in the seed).
     if !request.dry_run
@@ -108,13 +122,16 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
         let presented = ctx.header("x-daef-confirm").unwrap_or_default();
         // Compare hashes: blake3::Hash equality is constant-time.
         if blake3::hash(presented.as_bytes()) != blake3::hash(token.as_bytes()) {
-            let err = ApiError::bad_request("confirmation token required for large requeue");
-            return rejected(err, requested);
+            let err = ApiError::bad_request(format!(
+                "confirmation token required for large {}",
+                action.noun()
+            ));
+            return Err(rejected(err, requested));
         }
     }
     if !request.dry_run && limits.rate_limit_per_min > 0 {
         let limit = u32::try_from(limits.rate_limit_per_min).unwrap_or(u32::MAX);
-        let key = format!("admin-requeue:{}", ctx.principal.id);
+        let key = format!("admin-{}:{}", action.noun(), ctx.principal.id);
         match app
             .rate_limiter
             .acquire(&key, limit, RATE_WINDOW, ctx.now)
@@ -123,17 +140,26 @@ pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
             Ok(RateDecision::Allowed) => {}
             Ok(RateDecision::Limited { retry_after_secs }) => {
                 let details = format!("limit {limit} per minute; retry after {retry_after_secs}s");
-                return (
+                return Err((
                     Err(ApiError::rate_limited(
-                        "requeue rate limit exceeded",
+                        format!("{} rate limit exceeded", action.noun()),
                         retry_after_secs,
                     )),
                     AuditNote::new(result::RATE_LIMITED, requested, details),
-                );
+                ));
             }
-            Err(err) => return failed(err.into(), requested),
+            Err(err) => return Err(failed(err.into(), requested)),
         }
     }
+    Ok(request)
+}
+
+pub(super) async fn requeue_dead_letters(app: &App, ctx: &Ctx) -> Audited {
+    let request = match guarded(app, ctx, DeadLetterAction::Requeue).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let requested = request.tasks.len() as u64;
     let summary = match app
         .engine
         .requeue_dead(&request.tasks, request.dry_run, ctx.now)
@@ -219,4 +245,41 @@ pub(super) async fn list_audit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>
 pub(super) async fn verify_audit(app: &App) -> ApiResult<Response<Body>> {
     let verification = app.engine.verify_audit().await?;
     Ok(response::ok(&verification))
+}
+
+/// Discards dead letters: the same body, guards and auditing as a requeue.
+pub(super) async fn discard_dead_letters(app: &App, ctx: &Ctx) -> Audited {
+    let request = match guarded(app, ctx, DeadLetterAction::Discard).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let requested = request.tasks.len() as u64;
+    let summary = match app
+        .engine
+        .discard_dead(&request.tasks, request.dry_run, ctx.now)
+        .await
+    {
+        Ok(summary) => summary,
+        Err(err) => return failed(err.into(), requested),
+    };
+    let discarded = summary.discarded;
+    let (label, details) = if request.dry_run {
+        (
+            result::DRY_RUN,
+            format!("{discarded} of {requested} listed tasks are dead letters"),
+        )
+    } else {
+        (
+            result::OK,
+            format!("discarded {discarded} of {requested} listed tasks"),
+        )
+    };
+    (
+        Ok(response::ok(&api::DiscardOutcome {
+            dry_run: request.dry_run,
+            requested,
+            discarded,
+        })),
+        AuditNote::new(label, requested, details),
+    )
 }

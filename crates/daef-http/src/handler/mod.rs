@@ -44,6 +44,10 @@ pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Re
             app.audited(ctx, &route, admin::requeue_dead_letters(app, ctx).await)
                 .await
         }
+        Route::DiscardDeadLetters => {
+            app.audited(ctx, &route, admin::discard_dead_letters(app, ctx).await)
+                .await
+        }
         Route::ListAudit => admin::list_audit(app, ctx).await,
         Route::VerifyAudit => admin::verify_audit(app).await,
     }

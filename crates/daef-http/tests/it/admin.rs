@@ -865,3 +865,127 @@ async fn oversize_dead_letter_requests_are_413_and_audited_as_rejected() {
         )
     );
 }
+
+const DISCARD: &str = "/v1/admin/queue/dead-letter/discard";
+
+#[tokio::test]
+async fn discard_has_the_requeue_guards_and_every_request_is_audited() {
+    let h = Harness::with_admin(AdminLimits {
+        max_batch: 3,
+        rate_limit_per_min: 1,
+        confirm_threshold: 2,
+        confirm_token: Some("yes-really".to_owned()),
+    });
+    let job = dead_tasks(&h, 4).await;
+    let before = h.dead_letters().await;
+    // Each case: body, X-DAEF-Confirm, the 400's message, requested in the audit event.
+    let cases: Vec<(Value, Option<&str>, &str, u64)> = vec![
+        (json!({}), None, "tasks is required", 0),
+        (
+            json!({"tasks": [{"job_id": job}]}),
+            None,
+            "tasks[0].task_id is required",
+            0,
+        ),
+        (
+            json!({"tasks": entries(&job, &["t00", "t01", "t02", "t03"])}),
+            Some("yes-really"),
+            "tasks exceeds max batch size 3",
+            4,
+        ),
+        (
+            json!({"tasks": entries(&job, &["t00", "t01"])}),
+            Some("nope"),
+            "confirmation token required for large discard",
+            2,
+        ),
+    ];
+    for (body, confirm, message, requested) in cases {
+        let mut call = h.post_json(DISCARD, &body).token(OP);
+        if let Some(confirm) = confirm {
+            call = call.header("x-daef-confirm", confirm);
+        }
+        call.send().await.expect_error(400, message);
+        let event = h.last_audit().await;
+        assert_eq!(event["action"], "dead_letter_discard", "{event}");
+        assert_eq!(event["resource"], DISCARD, "{event}");
+        assert_eq!(event["actor"], principal_id(OP), "{event}");
+        assert_eq!(
+            (event["result"].as_str(), event["requested"].as_u64()),
+            (Some("rejected"), Some(requested)),
+            "{message}: {event}"
+        );
+    }
+    assert_eq!(
+        h.dead_letters().await,
+        before,
+        "refused requests change nothing"
+    );
+
+    // A dry run counts and changes nothing; it needs no confirmation and no rate budget.
+    let two = json!({"tasks": entries(&job, &["t00", "t01", "nope"]), "dry_run": true});
+    let dry = h
+        .post_json(DISCARD, &two)
+        .token(OP)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        dry.json,
+        json!({"dry_run": true, "requested": 3, "discarded": 2})
+    );
+    assert_eq!(h.last_audit().await["result"], "dry_run");
+    assert_eq!(h.dead_letters().await, before);
+
+    // Discarded: off the list for good, the task stays Failed, the job stays Failed.
+    let done = h
+        .post_json(DISCARD, &json!({"tasks": entries(&job, &["t00", "t01"])}))
+        .token(OP)
+        .header("x-daef-confirm", "yes-really")
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(done.json, json!({"requested": 2, "discarded": 2}));
+    let event = h.last_audit().await;
+    assert_eq!(
+        (event["result"].as_str(), event["details"].as_str()),
+        (Some("ok"), Some("discarded 2 of 2 listed tasks"))
+    );
+    let left: Vec<_> = h
+        .dead_letters()
+        .await
+        .iter()
+        .map(|d| d["task_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(left, ["t02", "t03"]);
+    assert_eq!(h.task(&job, "t00").await["status"], "Failed");
+    assert_eq!(h.job(&job).await["status"], "Failed");
+    let requeue = h
+        .post_json(PATH, &json!({"tasks": entries(&job, &["t00"])}))
+        .token(OP)
+        .send()
+        .await;
+    assert_eq!(
+        requeue.json["requeued"], 0,
+        "a discarded task cannot be requeued"
+    );
+
+    // Its own rate limit (1 a minute here), shown with its wait.
+    let limited = h
+        .post_json(DISCARD, &json!({"tasks": entries(&job, &["t02"])}))
+        .token(OP)
+        .send()
+        .await
+        .expect_error(429, "discard rate limit exceeded");
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(h.last_audit().await["result"], "rate_limited");
+    assert_eq!(h.dead_letters().await.len(), 2);
+
+    // Operators only.
+    h.post_json(DISCARD, &json!({"tasks": entries(&job, &["t02"])}))
+        .token(ACME)
+        .send()
+        .await
+        .expect_status(403);
+    assert_eq!(h.last_audit().await["result"], "forbidden");
+}

@@ -188,6 +188,11 @@ impl Store for FaultyStore {
         self.inner.count_dead_among(tasks).await
     }
 
+    async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>> {
+        self.check("discard_dead")?;
+        self.inner.discard_dead(tasks, now).await
+    }
+
     async fn requeue_dead(
         &self,
         tasks: &[TaskRef],

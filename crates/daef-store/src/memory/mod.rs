@@ -917,6 +917,28 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
+    async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>> {
+        let mut guard = self.lock();
+        let mut discarded = Vec::new();
+        for key in tasks {
+            let Some((entry, idx)) = guard.live_mut(&key.job_id) else {
+                continue;
+            };
+            let Some(task) = entry.tasks.get_mut(&key.task_id) else {
+                continue;
+            };
+            if !idx.update_task(task, |t| transition::discard_dead(t, now)) {
+                continue;
+            }
+            discarded.push(key.clone());
+            idx.update_job(&entry.id, &mut entry.job, |job| {
+                transition::job_task_discarded(job, now);
+                false
+            });
+        }
+        Ok(discarded)
+    }
+
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {
         let mut inner = self.lock();
         let prev_hash = inner

@@ -380,6 +380,24 @@ pub(super) const REQUEUE_DEAD: &str = "WITH listed AS ( \
      FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
      RETURNING t.job_id, t.task_id";
 
+/// `$1` job ids, `$2` task ids (pairwise), `$3` now: `discard_dead` for the listed dead
+/// letters, which stay `Failed`.
+pub(super) const DISCARD_DEAD: &str = "WITH listed AS ( \
+         SELECT DISTINCT job_id, task_id \
+         FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id)), \
+     dead AS ( \
+         SELECT t.job_id, t.task_id FROM tasks t \
+         JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
+         WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
+         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
+     UPDATE tasks t SET dead_lettered_at = NULL, updated_at = $3 \
+     FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
+     RETURNING t.job_id, t.task_id";
+
+/// `$1` job, `$2` how many of its dead tasks were discarded, `$3` now: `job_task_discarded`.
+pub(super) const JOB_TASKS_DISCARDED: &str = "UPDATE jobs SET \
+         dead_tasks = GREATEST(dead_tasks - $2, 0), updated_at = $3 WHERE job_id = $1";
+
 /// `$1` job ids, `$2` now + orphan delay: every dispatchable task of jobs that run again is
 /// dispatchable now (`mark_dispatchable`).
 pub(super) const REDISPATCH_READY: &str = "WITH ready AS ( \

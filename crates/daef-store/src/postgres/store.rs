@@ -490,6 +490,41 @@ impl PostgresStore {
         Ok(outcome)
     }
 
+    async fn discard_dead_tx(
+        client: &mut Client,
+        tasks: &[TaskRef],
+        now: Timestamp,
+    ) -> TxResult<Vec<TaskRef>> {
+        let at = now.datetime();
+        let mut job_ids: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        job_ids.sort_unstable();
+        job_ids.dedup();
+        let listed_jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        let listed_tasks: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+
+        let tx = client.transaction().await?;
+        // The lock order: jobs before their task rows.
+        query(&tx, sql::LOCK_JOBS, &[&job_ids]).await?;
+        let rows = query(&tx, sql::DISCARD_DEAD, &[&listed_jobs, &listed_tasks, &at]).await?;
+        let mut changed: HashSet<TaskRef> = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            changed.insert(rows::task_ref(row)?);
+        }
+        let mut discarded = Vec::with_capacity(changed.len());
+        let mut per_job: BTreeMap<&str, i32> = BTreeMap::new();
+        for task in tasks {
+            if changed.remove(task) {
+                discarded.push(task.clone());
+                *per_job.entry(task.job_id.as_str()).or_default() += 1;
+            }
+        }
+        for (job_id, n) in &per_job {
+            execute(&tx, sql::JOB_TASKS_DISCARDED, &[job_id, n, &at]).await?;
+        }
+        tx.commit().await?;
+        Ok(discarded)
+    }
+
     async fn append_audit_tx(
         client: &mut Client,
         draft: &AuditDraft,
@@ -743,6 +778,13 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         count(&row)
+    }
+
+    async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_retry!(self, client => Self::discard_dead_tx(&mut client, tasks, now))
     }
 
     async fn requeue_dead(

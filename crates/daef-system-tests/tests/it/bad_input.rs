@@ -212,10 +212,10 @@ fn expect_nul(s: &mut Session, exchange: &Exchange, field: &str, what: &str) {
     s.expect_error(exchange, 400, &[field, "NUL"], what);
 }
 
-/// NUL in the strings of submit, register, heartbeat and dead-letter requeue bodies.
+/// NUL in the strings of submit, register, heartbeat and dead-letter requeue and discard bodies.
 async fn nul_in_bodies(s: &mut Session) {
     let heartbeat = format!("/v1/workers/{WORKER}/heartbeat");
-    let cases: [(&str, &str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str, &str); 9] = [
         (
             ACME,
             "/v1/jobs",
@@ -263,6 +263,12 @@ async fn nul_in_bodies(s: &mut Session) {
             "/v1/admin/queue/dead-letter",
             r#"{"tasks":[{"job_id":"a\u0000b","task_id":"t"}]}"#,
             "job_id",
+        ),
+        (
+            OPERATOR,
+            "/v1/admin/queue/dead-letter/discard",
+            r#"{"tasks":[{"job_id":"j","task_id":"t\u0000"}]}"#,
+            "task_id",
         ),
     ];
     for (token, path, body, field) in cases {
