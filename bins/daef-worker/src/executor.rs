@@ -73,6 +73,9 @@ pub(crate) struct RunContext {
     pub(crate) timeout: Duration,
     /// Becomes true when the worker must stop the task now (shutdown grace passed).
     pub(crate) abort: watch::Receiver<bool>,
+    /// Becomes true when the gateway says the attempt's lease is no longer live (its job was
+    /// canceled, or the attempt lapsed or was taken over): stop it, nothing will be reported.
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl Executor {
@@ -202,6 +205,7 @@ async fn command(spec: &CommandSpec, task: &Assignment, mut ctx: RunContext) -> 
         status = child.wait() => Ok(status),
         () = tokio::time::sleep(timeout) => Err(format!("timed out after {}s and was killed", timeout.as_secs_f64())),
         () = aborted(&mut ctx.abort) => Err("stopped: the worker is shutting down".to_owned()),
+        () = aborted(&mut ctx.stop) => Err("stopped: its lease is no longer live (the job was canceled)".to_owned()),
     };
     if ended.is_err() {
         if let Some(group) = group {
@@ -359,11 +363,14 @@ mod tests {
 
         fn ctx(&self, timeout: Duration) -> (RunContext, watch::Sender<bool>) {
             let (abort_tx, abort) = watch::channel(false);
+            // A stop that never comes (its sender is gone): see `stop_kills_a_running_program`.
+            let (_, stop) = watch::channel(false);
             (
                 RunContext {
                     output_dir: self.0.clone(),
                     timeout,
                     abort,
+                    stop,
                 },
                 abort_tx,
             )
@@ -499,6 +506,48 @@ mod tests {
                 error: "sh stopped: the worker is shutting down".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn stop_kills_a_running_program_and_what_it_started() {
+        let dir = Dir::new("stop");
+        let (mut ctx, _abort) = dir.ctx(Duration::from_secs(60));
+        let (stop, stopped) = watch::channel(false);
+        ctx.stop = stopped;
+        let pid_file = dir.0.join("grandchild.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let task = assignment(&[]);
+        let run = tokio::spawn(async move { sh(&script).run(&task, ctx).await });
+        let pid = loop {
+            if let Ok(pid) = std::fs::read_to_string(&pid_file)
+                && !pid.trim().is_empty()
+            {
+                break pid.trim().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        stop.send(true).unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("stopped")
+            .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                error: "sh stopped: its lease is no longer live (the job was canceled)".into()
+            }
+        );
+        // The whole process group went: the background `sleep` too.
+        let gone = std::path::Path::new("/proc").join(&pid);
+        for _ in 0..100 {
+            if !gone.exists()
+                || std::fs::read_to_string(gone.join("stat")).is_ok_and(|s| s.contains(") Z "))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the program's child {pid} still runs");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The worker loop: register, heartbeat at the gateway's interval, poll for as many tasks as
 //! there are free slots, run each on its own task, report with retries, and drain on shutdown.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use daef_client::model::{Assignment, Registration, ReportStatus, TaskReport};
+use daef_client::model::{Assignment, Registration, ReportStatus, RunningAttempt, TaskReport};
 use daef_client::{Client, Error};
 use daef_core::model::{WorkerCapabilities, WorkerStats};
 use tokio::sync::{Mutex, Semaphore, watch};
@@ -62,6 +63,9 @@ pub(crate) struct Worker {
     heartbeat_ms: AtomicU64,
     /// Serializes re-registration, so the heartbeat and the poll loop don't both do it.
     registering: Mutex<()>,
+    /// The attempts running here, by lease: what each heartbeat lists, and how to stop each
+    /// when the gateway says its lease is no longer live.
+    attempts: std::sync::Mutex<HashMap<String, (RunningAttempt, watch::Sender<bool>)>>,
 }
 
 impl Worker {
@@ -72,6 +76,7 @@ impl Worker {
             running: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(5_000),
             registering: Mutex::new(()),
+            attempts: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,9 +183,21 @@ impl Worker {
                 health: Some("ok".to_owned()),
                 ..WorkerStats::default()
             };
-            match self.client.heartbeat(&self.config.worker_id, &stats).await {
+            let held: Vec<RunningAttempt> = self
+                .attempts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .map(|(attempt, _)| attempt.clone())
+                .collect();
+            match self
+                .client
+                .heartbeat(&self.config.worker_id, &stats, &held)
+                .await
+            {
                 Ok(ack) => {
-                    tracing::debug!(running, leases_extended = ack.leases_extended, "heartbeat")
+                    tracing::debug!(running, leases_extended = ack.leases_extended, "heartbeat");
+                    self.stop_attempts(&ack.stop_leases);
                 }
                 Err(Error::NotFound(_)) => {
                     let registered = tokio::select! {
@@ -192,6 +209,17 @@ impl Worker {
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Stops the attempts running under `leases` (the gateway says they are no longer live).
+    fn stop_attempts(&self, leases: &[String]) {
+        let attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        for lease in leases {
+            if let Some((attempt, stop)) = attempts.get(lease) {
+                tracing::info!(job_id = %attempt.job_id, task_id = %attempt.task_id, lease_id = %lease, "stopping the task: the gateway says its lease is no longer live (its job was canceled, or the attempt lapsed)");
+                stop.send_replace(true);
             }
         }
     }
@@ -282,12 +310,37 @@ impl Worker {
                 Duration::from_secs(u64::from(s))
             });
         tracing::info!(job_id = %task.job_id, task_id = %task.task_id, attempt = task.attempt, r#type = %task.task_type, "task started");
+        let (stop_tx, stop) = watch::channel(false);
+        self.attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                task.lease_id.clone(),
+                (
+                    RunningAttempt {
+                        job_id: task.job_id.clone(),
+                        task_id: task.task_id.clone(),
+                        lease_id: task.lease_id.clone(),
+                    },
+                    stop_tx,
+                ),
+            );
         let ctx = RunContext {
             output_dir: self.config.output_dir.clone(),
             timeout,
             abort: abort.clone(),
+            stop: stop.clone(),
         };
         let outcome = executor.run(&task, ctx).await;
+        self.attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&task.lease_id);
+        if *stop.borrow() {
+            // Nothing it reports under this lease would be accepted.
+            tracing::info!(job_id = %task.job_id, task_id = %task.task_id, attempt = task.attempt, "task stopped; nothing reported");
+            return;
+        }
         let duration_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, output_artifact_uri, error) = match outcome {
             Outcome::Completed { output_uri } => (ReportStatus::Completed, Some(output_uri), None),

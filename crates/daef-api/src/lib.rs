@@ -248,13 +248,18 @@ pub struct WorkerList {
 }
 
 /// The answer to a heartbeat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     /// Always true on success.
     pub accepted: bool,
     /// Leases of this worker's running tasks that the heartbeat extended.
     #[serde(default)]
     pub leases_extended: u64,
+    /// Of the leases the heartbeat listed in `running`, those to stop now: the job was canceled,
+    /// or the attempt finished, lapsed or was taken over, so nothing reported for it would be
+    /// accepted. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_leases: Vec<String>,
 }
 
 /// A task handed to a worker by a poll.
@@ -300,6 +305,21 @@ pub struct Heartbeat {
     /// gateway keeps its own time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_unix: Option<i64>,
+    /// The attempts the worker is running, so the answer can say which to stop
+    /// (`stop_leases`). A DAEF extension; the seed's workers do not send it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub running: Vec<RunningAttempt>,
+}
+
+/// An attempt a worker runs, as its heartbeat lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningAttempt {
+    /// The task's job.
+    pub job_id: JobId,
+    /// The task.
+    pub task_id: String,
+    /// The lease the attempt runs under.
+    pub lease_id: String,
 }
 
 /// The outcome a worker reports.

@@ -494,11 +494,18 @@ impl Client {
 
     /// `POST /v1/workers/{id}/heartbeat`; [`Error::NotFound`] when the gateway does not know
     /// the worker (register again).
-    /// The body carries this machine's clock as `timestamp_unix`, as the seed's workers send it.
-    pub async fn heartbeat(&self, worker_id: &str, stats: &WorkerStats) -> Result<HeartbeatAck> {
+    /// The body carries this machine's clock as `timestamp_unix`, as the seed's workers send it,
+    /// and the attempts the worker runs: the answer's `stop_leases` names those to stop.
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        stats: &WorkerStats,
+        running: &[RunningAttempt],
+    ) -> Result<HeartbeatAck> {
         let body = Heartbeat {
             stats: stats.clone(),
             timestamp_unix: Some(daef_core::Timestamp::now().unix_micros() / 1_000_000),
+            running: running.to_vec(),
         };
         self.post(
             &format!("/v1/workers/{}/heartbeat", segment(worker_id)),

@@ -108,6 +108,16 @@ pub struct RequeueSummary {
     pub requeued: u64,
 }
 
+/// What a heartbeat did, and what the worker should stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// Leases of the worker's running tasks that were extended.
+    pub leases_extended: u32,
+    /// Of the leases the worker said it runs attempts under, those no longer live (the job was
+    /// canceled, or the attempt finished, lapsed or was taken over): stop those attempts.
+    pub stop_leases: Vec<String>,
+}
+
 /// What a dead-letter discard (or its dry run) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiscardSummary {
@@ -238,17 +248,25 @@ impl Engine {
             .await
     }
 
-    /// Records a heartbeat and extends the worker's live leases.
+    /// Records a heartbeat, extends the worker's live leases, and says which of the leases the
+    /// worker listed in `held` it should stop (see [`HeartbeatOutcome`]).
     pub async fn heartbeat(
         &self,
         worker_id: &str,
         stats: &WorkerStats,
+        held: &[(TaskRef, String)],
         now: Timestamp,
-    ) -> Result<u32> {
-        self.store
+    ) -> Result<HeartbeatOutcome> {
+        let leases_extended = self
+            .store
             .heartbeat(worker_id, stats, now, self.config.timing)
             .await?
-            .ok_or(Error::NotFound(Resource::Worker))
+            .ok_or(Error::NotFound(Resource::Worker))?;
+        let stop_leases = self.store.stale_leases(held).await?;
+        Ok(HeartbeatOutcome {
+            leases_extended,
+            stop_leases,
+        })
     }
 
     /// Claims up to `max_tasks` references and turns each into an assignment through the store's

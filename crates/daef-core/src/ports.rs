@@ -192,6 +192,11 @@ pub trait Store: Send + Sync + Debug + 'static {
         timing: Timing,
     ) -> Result<Option<u32>>;
 
+    /// Of the leases a worker says it runs attempts under, those that are no longer their
+    /// task's live lease ([`crate::transition::holds_lease`]: the job was canceled, the attempt
+    /// finished, lapsed or was taken over), in the order given. Unknown tasks count as stale.
+    async fn stale_leases(&self, held: &[(TaskRef, String)]) -> Result<Vec<String>>;
+
     /// `Queued → Running` under a new lease when the task is dispatchable and its job is
     /// dispatching; `None` (nothing changed) otherwise, including for unknown tasks.
     async fn assign(

@@ -488,6 +488,13 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
     true
 }
 
+/// Whether `lease_id` is still `task`'s live lease: the task runs under it. A worker running an
+/// attempt under any other lease (its job was canceled, the attempt finished, lapsed or was taken
+/// over) should stop: nothing it reports for that lease would be accepted.
+pub fn holds_lease(task: &Task, lease_id: &str) -> bool {
+    task.status == TaskStatus::Running && task.lease_id.as_deref() == Some(lease_id)
+}
+
 /// Discards a dead letter: the task stays `Failed` for good and leaves the dead-letter queue.
 /// Returns false when the task is not a dead letter.
 pub fn discard_dead(task: &mut Task, now: Timestamp) -> bool {

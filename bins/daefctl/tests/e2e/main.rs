@@ -3,6 +3,7 @@
 //! (`cargo nextest run --workspace` builds them all).
 
 mod auth;
+mod cancel;
 mod flow;
 mod harness;
 mod lease;

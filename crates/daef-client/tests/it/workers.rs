@@ -1,7 +1,9 @@
 //! The worker protocol: register, heartbeat, poll, report.
 
 use daef_client::Error;
-use daef_client::model::{JobSubmission, Registration, ReportStatus, TaskFilter, TaskReport};
+use daef_client::model::{
+    JobSubmission, Registration, ReportStatus, RunningAttempt, TaskFilter, TaskReport,
+};
 use daef_core::model::{JobStatus, TaskStatus, WorkerCapabilities, WorkerStats};
 
 use crate::gateway::Gateway;
@@ -55,7 +57,22 @@ async fn a_worker_runs_the_analysis_chain_to_completion() {
             health: Some("ok".into()),
             ..Default::default()
         };
-        assert_eq!(c.heartbeat("w-1", &stats).await.unwrap().leases_extended, 1);
+        let held = RunningAttempt {
+            job_id: a.job_id.clone(),
+            task_id: a.task_id.clone(),
+            lease_id: a.lease_id.clone(),
+        };
+        let stale = RunningAttempt {
+            lease_id: "lease-9-gone".into(),
+            ..held.clone()
+        };
+        let ack = c.heartbeat("w-1", &stats, &[held, stale]).await.unwrap();
+        assert_eq!(ack.leases_extended, 1);
+        assert_eq!(
+            ack.stop_leases,
+            ["lease-9-gone"],
+            "only the lease it no longer holds"
+        );
         let r = report("w-1", &a, ReportStatus::Completed);
         assert!(c.report(&r).await.unwrap().accepted);
         assert!(
@@ -94,7 +111,7 @@ async fn protocol_errors_are_typed() {
     let c = gw.client(None);
     let stats = WorkerStats::default();
     assert!(
-        matches!(c.heartbeat("ghost", &stats).await, Err(Error::NotFound(m)) if m == "worker not found")
+        matches!(c.heartbeat("ghost", &stats, &[]).await, Err(Error::NotFound(m)) if m == "worker not found")
     );
     assert!(matches!(c.poll("ghost", 1).await, Err(Error::NotFound(_))));
     assert!(

@@ -243,6 +243,7 @@ macro_rules! store_suite {
             cancel_stops_unfinished_work,
             heartbeats_extend_live_leases_up_to_the_timeout,
             workers_list_by_id_with_their_capabilities_and_last_heartbeat,
+            stale_leases_are_those_no_task_runs_under,
             lapsed_leases_retry_then_dead_letter,
             lapsed_leases_expire_oldest_deadline_first_and_say_why,
             unclaimed_dispatchable_tasks_are_orphans_with_back_off,

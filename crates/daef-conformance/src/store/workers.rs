@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use daef_core::model::{Gpu, WorkerCapabilities, WorkerStats};
+use daef_core::model::{Gpu, JobId, ReportStatus, TaskRef, WorkerCapabilities, WorkerStats};
 use daef_core::ports::Store;
 
-use super::{TIMING, assign, secs, single, t0, task_of, uuid_suffix};
+use super::{TIMING, assign, reported, secs, single, t0, task_of, uuid_suffix};
 
 /// Workers register (idempotently) and heartbeats extend only their own live leases, never past
 /// the attempt's timeout.
@@ -138,4 +138,53 @@ pub async fn workers_list_by_id_with_their_capabilities_and_last_heartbeat(store
     assert_eq!(rest.total, 3);
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.items[0].worker_id, "w-c");
+}
+
+/// Of the leases a worker lists, those no longer live are named, in the order given: the
+/// running attempt's own lease is live; another lease of it, a canceled or finished task, and
+/// an unknown task are not.
+pub async fn stale_leases_are_those_no_task_runs_under(store: &Arc<dyn Store>) {
+    let (_, running) = single(&**store, 2, 60).await;
+    let live = assign(&**store, &running, "w1", t0()).await.lease_id;
+    let (canceled_job, canceled) = single(&**store, 2, 60).await;
+    let canceled_lease = assign(&**store, &canceled, "w1", t0()).await.lease_id;
+    store
+        .cancel_job(&canceled_job.job_id, t0().plus(secs(1)))
+        .await
+        .unwrap();
+    let (_, finished) = single(&**store, 2, 60).await;
+    let finished_lease = assign(&**store, &finished, "w1", t0()).await.lease_id;
+    reported(
+        &**store,
+        &finished,
+        &finished_lease,
+        ReportStatus::Completed,
+        t0().plus(secs(1)),
+    )
+    .await;
+    let unknown = TaskRef::new(JobId::new("job-missing"), "a");
+    let held = vec![
+        (finished.clone(), finished_lease.clone()),
+        (running.clone(), live.clone()),
+        (canceled.clone(), canceled_lease.clone()),
+        (running.clone(), "lease-1-not-this-one".to_owned()),
+        (unknown, "lease-1-unknown".to_owned()),
+    ];
+    assert_eq!(
+        store.stale_leases(&held).await.unwrap(),
+        vec![
+            finished_lease,
+            canceled_lease,
+            "lease-1-not-this-one".to_owned(),
+            "lease-1-unknown".to_owned()
+        ]
+    );
+    assert!(store.stale_leases(&[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .stale_leases(&[(running, live)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

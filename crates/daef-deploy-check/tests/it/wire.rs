@@ -332,6 +332,11 @@ fn worker_bodies_match_the_description() {
             health: Some("healthy".into()),
         },
         timestamp_unix: Some(1_796_000_000),
+        running: vec![RunningAttempt {
+            job_id: JobId::new("job-1"),
+            task_id: "t1".into(),
+            lease_id: "lease-1-abc".into(),
+        }],
     };
     check(
         &doc,
@@ -339,15 +344,20 @@ fn worker_bodies_match_the_description() {
         &heartbeat,
         &Heartbeat::default(),
     );
-    let ack = HeartbeatAck {
+    let ack = |stop: bool| HeartbeatAck {
         accepted: true,
         leases_extended: 1,
+        stop_leases: if stop {
+            vec!["lease-1-abc".into()]
+        } else {
+            Vec::new()
+        },
     };
     check(
         &doc,
         At::Response("post", "/v1/workers/{id}/heartbeat", "200"),
-        &ack,
-        &ack,
+        &ack(true),
+        &ack(false),
     );
     check(
         &doc,

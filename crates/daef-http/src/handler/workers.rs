@@ -118,11 +118,48 @@ pub(super) async fn heartbeat(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Respo
     // The seed's workers send their clock; the gateway's own clock is what counts, but a
     // value of the wrong type is still a bad request.
     fields.int("timestamp_unix", i64::MIN, i64::MAX)?;
-    let extended = app.engine.heartbeat(id, &stats, ctx.now).await?;
+    let held = running_attempts(&fields)?;
+    let outcome = app.engine.heartbeat(id, &stats, &held, ctx.now).await?;
     Ok(response::ok(&api::HeartbeatAck {
         accepted: true,
-        leases_extended: u64::from(extended),
+        leases_extended: u64::from(outcome.leases_extended),
+        stop_leases: outcome.stop_leases,
     }))
+}
+
+/// Most attempts one heartbeat may list in `running`.
+const MAX_RUNNING_LISTED: usize = 1_000;
+
+/// `running`: the attempts the worker runs, `[{job_id, task_id, lease_id}]` (absent: none).
+fn running_attempts(fields: &Fields<'_>) -> ApiResult<Vec<(TaskRef, String)>> {
+    let Some(items) = fields.array("running")? else {
+        return Ok(Vec::new());
+    };
+    if items.len() > MAX_RUNNING_LISTED {
+        return Err(ApiError::bad_request(format!(
+            "running must list at most {MAX_RUNNING_LISTED} attempts"
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let prefix = format!("running[{i}]");
+            let serde_json::Value::Object(entry) = item else {
+                return Err(ApiError::bad_request(format!(
+                    "{prefix} must be an object with job_id, task_id and lease_id"
+                )));
+            };
+            let entry = Fields::nested(entry, &prefix);
+            let job_id = entry.required_str("job_id", MAX_ID_LEN)?;
+            let task_id = entry.required_str("task_id", MAX_ID_LEN)?;
+            let lease_id = entry.required_str("lease_id", MAX_ID_LEN)?;
+            Ok((
+                TaskRef::new(JobId::new(job_id), task_id),
+                lease_id.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 pub(super) async fn assignments(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {

@@ -110,6 +110,11 @@ impl Store for FaultyStore {
         self.inner.worker_exists(worker_id).await
     }
 
+    async fn stale_leases(&self, held: &[(TaskRef, String)]) -> Result<Vec<String>> {
+        self.check("stale_leases")?;
+        self.inner.stale_leases(held).await
+    }
+
     async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
         self.check("list_workers")?;
         self.inner.list_workers(limit, offset).await

@@ -164,6 +164,23 @@ async fn heartbeat_validates_and_needs_a_registered_worker() {
             json!({"timestamp_unix": "now"}),
             "timestamp_unix must be an integer from -9223372036854775808 to 9223372036854775807",
         ),
+        (json!({"running": "lease-1"}), "running must be an array"),
+        (
+            json!({"running": ["lease-1"]}),
+            "running[0] must be an object with job_id, task_id and lease_id",
+        ),
+        (
+            json!({"running": [{"job_id": "j", "task_id": "t"}]}),
+            "running[0].lease_id is required",
+        ),
+        (
+            json!({"running": [{"job_id": "j", "task_id": 7, "lease_id": "l"}]}),
+            "running[0].task_id must be a string",
+        ),
+        (
+            json!({"running": vec![json!({"job_id": "j", "task_id": "t", "lease_id": "l"}); 1001]}),
+            "running must list at most 1000 attempts",
+        ),
     ];
     for (body, message) in cases {
         h.post_json("/v1/workers/w/heartbeat", &body)
@@ -334,4 +351,52 @@ async fn workers_list_by_id_with_capabilities_stats_and_liveness() {
             .await
             .expect_error(400, message);
     }
+}
+
+#[tokio::test]
+async fn a_heartbeat_names_the_listed_leases_to_stop_once_the_job_is_canceled() {
+    let h = Harness::new();
+    h.register("w").await;
+    let keep = h.submit_simple("keep").await;
+    let doomed = h.submit_simple("doomed").await;
+    let assigned = h.poll("w", 10).await;
+    let lease_of = |job: &str| {
+        assigned
+            .iter()
+            .find(|a| a["job_id"] == job)
+            .map(|a| json!({"job_id": a["job_id"], "task_id": a["task_id"], "lease_id": a["lease_id"]}))
+            .expect("an assignment of the job")
+    };
+    let running = json!({"running": [lease_of(&keep), lease_of(&doomed)]});
+    let ack = h
+        .post_json("/v1/workers/w/heartbeat", &running)
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+    assert!(
+        ack.json.get("stop_leases").is_none(),
+        "nothing to stop: {}",
+        ack.json
+    );
+
+    h.delete(&format!("/v1/jobs/{doomed}"))
+        .token(crate::harness::OP)
+        .send()
+        .await
+        .expect_status(200);
+    let ack = h
+        .post_json("/v1/workers/w/heartbeat", &running)
+        .token(WRK)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        ack.json["stop_leases"],
+        json!([lease_of(&doomed)["lease_id"]])
+    );
+    assert_eq!(
+        ack.json["leases_extended"], 1,
+        "only the live one is extended"
+    );
 }

@@ -621,6 +621,25 @@ impl Store for MemoryStore {
         Ok(self.lock().workers.contains_key(worker_id))
     }
 
+    async fn stale_leases(&self, held: &[(TaskRef, String)]) -> Result<Vec<String>> {
+        let inner = self.lock();
+        Ok(held
+            .iter()
+            .filter(|(key, lease)| {
+                // A packed job has completed: none of its tasks runs.
+                let live = match inner.jobs.get(key.job_id.as_str()) {
+                    Some(Slot::Live(entry)) => entry
+                        .tasks
+                        .get(&key.task_id)
+                        .is_some_and(|task| transition::holds_lease(task, lease)),
+                    _ => false,
+                };
+                !live
+            })
+            .map(|(_, lease)| lease.clone())
+            .collect())
+    }
+
     async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
         let inner = self.lock();
         let mut ids: Vec<&String> = inner.workers.keys().collect();

@@ -169,6 +169,8 @@ async fn hot_path_statements_never_scan_a_whole_table() {
     let list_jobs_both = sql::list_jobs(true, true, false, false);
     let list_jobs_status = sql::list_jobs(true, false, false, false);
     let list_jobs_keyset = sql::list_jobs(true, true, true, true);
+    let listed_jobs = vec![job];
+    let listed_tasks = vec!["a"];
     let list_tasks_all = sql::list_tasks(false, false);
     let list_tasks_filtered = sql::list_tasks(true, true);
     let list_audit_all = sql::list_audit([false; 4], false, false);
@@ -184,6 +186,12 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             true,
         ),
         ("job: SELECT_JOB", sql::SELECT_JOB, vec![&job], true),
+        (
+            "heartbeat: SELECT_LISTED_TASKS",
+            sql::SELECT_LISTED_TASKS,
+            vec![&listed_jobs, &listed_tasks],
+            true,
+        ),
         (
             "list_jobs: count, no filter",
             &list_jobs_all.0,

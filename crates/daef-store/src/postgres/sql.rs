@@ -410,6 +410,14 @@ pub(super) const REDISPATCH_READY: &str = "WITH ready AS ( \
 
 // ---- workers -------------------------------------------------------------------------------
 
+/// `$1` job ids, `$2` task ids (pairwise): the listed tasks (for `stale_leases`).
+pub(super) const SELECT_LISTED_TASKS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE (job_id, task_id) IN \
+     (SELECT * FROM unnest($1::text[], $2::text[]))"
+);
+
 /// `$1` worker, `$2` capabilities, `$3` now: registers, or updates a registered worker.
 pub(super) const REGISTER_WORKER: &str = "INSERT INTO workers \
          (worker_id, capabilities, stats, registered_at, last_heartbeat) \

@@ -646,6 +646,31 @@ impl Store for PostgresStore {
         Ok(row.is_some())
     }
 
+    async fn stale_leases(&self, held: &[(TaskRef, String)]) -> Result<Vec<String>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<&str> = held.iter().map(|(t, _)| t.job_id.as_str()).collect();
+        let tasks: Vec<&str> = held.iter().map(|(t, _)| t.task_id.as_str()).collect();
+        let client = self.client().await?;
+        let rows = query(&client, sql::SELECT_LISTED_TASKS, &[&jobs, &tasks])
+            .await
+            .map_err(db_error)?;
+        let found: HashMap<TaskRef, Task> = rows
+            .iter()
+            .map(|row| rows::task(row).map(|t| (t.task_ref(), t)))
+            .collect::<Result<_>>()?;
+        Ok(held
+            .iter()
+            .filter(|(key, lease)| {
+                !found
+                    .get(key)
+                    .is_some_and(|task| transition::holds_lease(task, lease))
+            })
+            .map(|(_, lease)| lease.clone())
+            .collect())
+    }
+
     async fn list_workers(&self, limit: usize, offset: usize) -> Result<Page<Worker>> {
         with_retry!(self, client => Self::list_workers_tx(&mut client, limit, offset))
     }
