@@ -135,6 +135,9 @@ pub(crate) struct EngineArgs {
     /// Seconds a dispatchable task may wait unclaimed before it is enqueued again.
     #[arg(long, env = "DAEF_ORPHAN_REQUEUE_SECONDS", default_value_t = 10, value_parser = positive("DAEF_ORPHAN_REQUEUE_SECONDS"))]
     pub(crate) orphan_requeue_seconds: u64,
+    /// Seconds a submit's Idempotency-Key names its job; a repeat within it creates nothing.
+    #[arg(long, env = "DAEF_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400, value_parser = positive("DAEF_IDEMPOTENCY_TTL_SECONDS"))]
+    pub(crate) idempotency_ttl_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +227,7 @@ mod tests {
         assert_eq!(cli.engine.lease_seconds, 15);
         assert_eq!(cli.engine.reconcile_interval_ms, 1000);
         assert_eq!(cli.engine.orphan_requeue_seconds, 10);
+        assert_eq!(cli.engine.idempotency_ttl_seconds, 86_400);
         assert_eq!(cli.admin.admin_requeue_max_batch, 100);
         assert_eq!(cli.admin.admin_requeue_rate_limit_per_min, 30);
         assert_eq!(cli.admin.admin_requeue_confirm_threshold, 20);
@@ -303,6 +307,7 @@ mod tests {
             "DAEF_LEASE_SECONDS",
             "DAEF_RECONCILE_INTERVAL_MS",
             "DAEF_ORPHAN_REQUEUE_SECONDS",
+            "DAEF_IDEMPOTENCY_TTL_SECONDS",
             "DAEF_ADMIN_REQUEUE_MAX_BATCH",
             "DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN",
             "DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD",

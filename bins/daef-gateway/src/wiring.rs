@@ -25,6 +25,7 @@ pub(crate) async fn app(cli: &Cli) -> anyhow::Result<App> {
             lease: Duration::from_secs(cli.engine.lease_seconds),
             orphan_after: Duration::from_secs(cli.engine.orphan_requeue_seconds),
         },
+        idempotency_ttl: Duration::from_secs(cli.engine.idempotency_ttl_seconds),
         ..EngineConfig::default()
     };
     let engine = Engine::new(store, queue, config);

@@ -102,6 +102,12 @@ pub(crate) struct Submit {
     /// With --wait: give up after this many seconds (exit code 5).
     #[arg(long, value_name = "SECS", requires = "wait")]
     pub(crate) wait_timeout: Option<u64>,
+    /// Sent as `Idempotency-Key` (1-255 printable ASCII characters): running the same submit
+    /// again with the same key, within the gateway's DAEF_IDEMPOTENCY_TTL_SECONDS, prints the
+    /// first job's id and creates nothing. Without it each run sends a fresh key, which only
+    /// covers daefctl's own retries.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

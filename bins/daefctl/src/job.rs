@@ -25,7 +25,10 @@ pub(crate) async fn submit(ctx: &Ctx, args: Submit) -> anyhow::Result<u8> {
         tenant: args.tenant,
         tasks,
     };
-    let submitted = ctx.client.submit_job(&job).await?;
+    let submitted = match &args.idempotency_key {
+        Some(key) => ctx.client.submit_job_with_key(&job, key).await?,
+        None => ctx.client.submit_job(&job).await?,
+    };
     if !args.wait {
         if ctx.json {
             output::json(&submitted)?;

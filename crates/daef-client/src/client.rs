@@ -37,6 +37,13 @@ pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Largest page `GET /v1/admin/audit` returns.
 pub const AUDIT_PAGE_MAX: u64 = 1_000;
 
+/// Attempts [`Client::submit_job`] makes in all when a submit fails transiently, each with the
+/// same `Idempotency-Key`.
+pub const SUBMIT_ATTEMPTS: u32 = 3;
+
+/// The pause before a submit's second attempt; it doubles before each later one.
+const SUBMIT_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// Where the gateway is and how to present ourselves to it.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -408,8 +415,41 @@ impl Client {
     // --- jobs ----------------------------------------------------------------------------------
 
     /// `POST /v1/jobs`.
+    ///
+    /// Sends an `Idempotency-Key` of its own and retries a transient failure (the connection
+    /// dropped, a timeout, a 5xx) with the same key, up to [`SUBMIT_ATTEMPTS`] times in all:
+    /// a submit the gateway stored before its answer was lost returns that job (`200`) instead
+    /// of creating another.
     pub async fn submit_job(&self, job: &JobSubmission) -> Result<Submitted> {
-        self.post("/v1/jobs", job).await
+        let key = format!("daef-client-{}", uuid::Uuid::new_v4());
+        self.submit_job_with_key(job, &key).await
+    }
+
+    /// [`Client::submit_job`] under the caller's `Idempotency-Key` (1-255 printable ASCII
+    /// characters), for a caller that retries across processes: within the gateway's
+    /// `DAEF_IDEMPOTENCY_TTL_SECONDS`, the same key and body name the same job.
+    pub async fn submit_job_with_key(&self, job: &JobSubmission, key: &str) -> Result<Submitted> {
+        let body = serde_json::to_vec(job)
+            .map_err(|e| Error::Decode(format!("cannot encode request: {e}")))?;
+        let value = HeaderValue::from_str(key)
+            .map_err(|_| Error::Config("the idempotency key cannot be a header value".into()))?;
+        let header = [(HeaderName::from_static("idempotency-key"), value)];
+        let mut pause = SUBMIT_RETRY_PAUSE;
+        let mut attempt = 1;
+        loop {
+            let answer = self
+                .call(Method::POST, "/v1/jobs", None, Some(body.clone()), &header)
+                .await
+                .and_then(|answer| answer.json());
+            match answer {
+                Err(err) if err.is_transient() && attempt < SUBMIT_ATTEMPTS => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// `GET /v1/jobs`: a page of jobs, newest first.

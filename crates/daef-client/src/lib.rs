@@ -25,7 +25,7 @@ mod tls;
 
 pub use client::{
     AUDIT_PAGE_MAX, Client, ClientConfig, DEFAULT_BASE_URL, DEFAULT_STREAM_IDLE_TIMEOUT,
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, SUBMIT_ATTEMPTS,
 };
 pub use error::{Error, Result};
 pub use event::{JobEvent, JobEvents};

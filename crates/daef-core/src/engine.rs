@@ -24,7 +24,8 @@ use crate::model::{
 };
 use crate::planner::JobSpec;
 use crate::ports::{
-    AuditQuery, Claim, Dispatch, JobQuery, Page, Queue, ReportOutcome, Store, TaskQuery,
+    AuditQuery, Claim, Dispatch, IdempotencyKey, JobQuery, KeyedInsert, Page, Queue, ReportOutcome,
+    Store, TaskQuery,
 };
 use crate::time::Timestamp;
 use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
@@ -67,6 +68,8 @@ pub struct EngineConfig {
     pub claim_visibility: Duration,
     /// Most items one reconcile step handles per batch.
     pub reconcile_batch: usize,
+    /// How long a submit's `Idempotency-Key` names its job.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +78,7 @@ impl Default for EngineConfig {
             timing: Timing::default(),
             claim_visibility: Duration::from_secs(30),
             reconcile_batch: 500,
+            idempotency_ttl: Duration::from_secs(86_400),
         }
     }
 }
@@ -186,6 +190,12 @@ impl Engine {
         let (job, tasks) = transition::create_job(spec, tenant, now, self.config.timing)?;
         self.queue.ping().await?;
         self.store.insert_job(&job, &tasks).await?;
+        self.stored(&tasks).await;
+        Ok(job)
+    }
+
+    /// After a job's store: counts it and enqueues what it can dispatch.
+    async fn stored(&self, tasks: &[Task]) {
         counter!(metric::JOBS_SUBMITTED_TOTAL).increment(1);
         let ready: Vec<Dispatch> = tasks
             .iter()
@@ -193,7 +203,38 @@ impl Engine {
             .map(|t| (t.task_ref(), t.priority))
             .collect();
         self.enqueue_or_log(&ready, "submit").await;
-        Ok(job)
+    }
+
+    /// [`Engine::submit`] under an idempotency key (`key`, and the blake3 of the request body
+    /// in hex): a repeat within the key's lifetime stores nothing and returns the first job
+    /// (`replayed` true); the same key with another body is a conflict.
+    pub async fn submit_keyed(
+        &self,
+        spec: &JobSpec,
+        tenant: &str,
+        key: &str,
+        body_hash: &str,
+        now: Timestamp,
+    ) -> Result<(Job, bool)> {
+        let (job, tasks) = transition::create_job(spec, tenant, now, self.config.timing)?;
+        self.queue.ping().await?;
+        let key = IdempotencyKey {
+            tenant: tenant.to_owned(),
+            key: key.to_owned(),
+            body_hash: body_hash.to_owned(),
+            expires_at: now.plus(self.config.idempotency_ttl),
+        };
+        match self.store.insert_job_keyed(&job, &tasks, &key, now).await? {
+            KeyedInsert::Inserted => {}
+            KeyedInsert::Replayed(first) => return Ok((self.job(&first).await?, true)),
+            KeyedInsert::Conflict(first) => {
+                return Err(Error::conflict(format!(
+                    "Idempotency-Key was used for job {first} with another body"
+                )));
+            }
+        }
+        self.stored(&tasks).await;
+        Ok((job, false))
     }
 
     /// One job.

@@ -43,6 +43,42 @@ pub struct JobQuery {
     pub total_up_to: Option<u64>,
 }
 
+/// A submit's `Idempotency-Key`: within its lifetime, the same key from the same tenant names
+/// the same job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The submitting tenant (keys are unique per tenant).
+    pub tenant: String,
+    /// The key as the client sent it.
+    pub key: String,
+    /// blake3 of the request body, in hex: the same key with another body is a conflict.
+    pub body_hash: String,
+    /// From then on the key is free again.
+    pub expires_at: Timestamp,
+}
+
+/// A key as a store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// blake3 of the body of the submit that stored it.
+    pub body_hash: String,
+    /// The job that submit created.
+    pub job_id: JobId,
+    /// From then on the key is free again.
+    pub expires_at: Timestamp,
+}
+
+/// What a submit with an idempotency key did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyedInsert {
+    /// The job was stored, and the key now names it.
+    Inserted,
+    /// The key names a job an earlier submit with the same body stored; nothing was stored.
+    Replayed(JobId),
+    /// The key names a job an earlier submit with another body stored; nothing was stored.
+    Conflict(JobId),
+}
+
 /// Filters for listing a job's tasks (sorted by task id).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskQuery {
@@ -158,6 +194,17 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Stores a new job and its tasks in one step. Tasks without dependencies arrive dispatchable.
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()>;
+
+    /// Stores a job under an idempotency key, atomically: when the key already names a job and
+    /// has not expired ([`crate::transition::keyed_replay`]), nothing is stored and the answer
+    /// says which job; otherwise the job is stored and the key (re)bound to it.
+    async fn insert_job_keyed(
+        &self,
+        job: &Job,
+        tasks: &[Task],
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<KeyedInsert>;
 
     /// One job.
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>>;

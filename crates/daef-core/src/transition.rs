@@ -488,6 +488,22 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
     true
 }
 
+/// What an idempotent submit finds under its key: `None` when the job is to be stored (no key,
+/// or one that expired by `now`), else the earlier job, replayed when the bodies match.
+pub fn keyed_replay(
+    stored: Option<&crate::ports::StoredKey>,
+    body_hash: &str,
+    now: Timestamp,
+) -> Option<crate::ports::KeyedInsert> {
+    use crate::ports::KeyedInsert;
+    let stored = stored.filter(|k| k.expires_at > now)?;
+    Some(if stored.body_hash == body_hash {
+        KeyedInsert::Replayed(stored.job_id.clone())
+    } else {
+        KeyedInsert::Conflict(stored.job_id.clone())
+    })
+}
+
 /// Whether `lease_id` is still `task`'s live lease: the task runs under it. A worker running an
 /// attempt under any other lease (its job was canceled, the attempt finished, lapsed or was taken
 /// over) should stop: nothing it reports for that lease would be accepted.

@@ -1,5 +1,6 @@
-//! Canceling a job reaches the attempt that runs it: the worker learns it from its next
-//! heartbeat, kills the command's process group, and reports nothing.
+//! Issue 15 end to end: canceling a job reaches the attempt that runs it (the worker learns it
+//! from its next heartbeat, kills the command's process group, and reports nothing), and a
+//! submit repeated with its `Idempotency-Key` names the first job.
 
 use std::time::Duration;
 
@@ -113,4 +114,41 @@ fn alive(pid: i32) -> bool {
         Ok(stat) => !stat.contains(") Z "),
         Err(_) => false,
     }
+}
+
+#[tokio::test]
+async fn submitting_again_with_the_same_idempotency_key_prints_the_first_job() {
+    let scratch = Scratch::new("idempotent");
+    let gw = Gateway::start(&scratch, &fast_leases()).await;
+    let submit = |input: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.daefctl(
+                None,
+                &[
+                    "submit",
+                    "--input",
+                    input,
+                    "--idempotency-key",
+                    "nightly-2026-12-06",
+                ],
+            )
+            .await
+        }
+    };
+    let first = submit("report").await.code(0).stdout;
+    let again = submit("report").await.code(0).stdout;
+    assert_eq!(first.trim(), again.trim());
+    let other = submit("another body").await.code(1);
+    assert!(
+        other.stderr.contains("with another body"),
+        "{}",
+        other.stderr
+    );
+    let jobs = gw
+        .client(None)
+        .list_jobs(&Default::default())
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.total, 1);
 }

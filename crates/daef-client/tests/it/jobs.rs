@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use daef_client::model::{JobFilter, JobSubmission, TaskFilter, TaskSubmission};
 use daef_core::model::{JobStatus, Priority, TaskStatus};
 
+use daef_client::{Client, ClientConfig};
+
 use crate::gateway::Gateway;
 
 #[tokio::test]
@@ -151,4 +153,59 @@ async fn explicit_dags_and_list_filters() {
         .await
         .unwrap();
     assert_eq!(other.total, 0);
+}
+
+/// The gateway stores a submit but its answer is lost (the connection drops): the client tries
+/// again under the same `Idempotency-Key` and gets the job that was stored, not a second one.
+#[tokio::test]
+async fn a_submit_whose_answer_is_lost_is_retried_under_its_key_and_stores_one_job() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    let gw = Gateway::start().await;
+    let upstream = gw.addr;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy = listener.local_addr().expect("address");
+    let forwarder = tokio::spawn(async move {
+        // The first connection: the request goes through, the answer is dropped.
+        let (client, _) = listener.accept().await.expect("accept");
+        let server = TcpStream::connect(upstream).await.expect("connect");
+        let (mut client_read, client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        let request = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        });
+        let mut first_byte = [0u8; 1];
+        server_read
+            .read_exact(&mut first_byte)
+            .await
+            .expect("an answer");
+        request.abort();
+        drop(client_write);
+        // Every later connection passes through.
+        loop {
+            let (mut client, _) = listener.accept().await.expect("accept");
+            let mut server = TcpStream::connect(upstream).await.expect("connect");
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let through_proxy = Client::new(ClientConfig {
+        base_url: format!("http://{proxy}"),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let submitted = through_proxy
+        .submit_job(&JobSubmission::new("chat", "exactly once"))
+        .await
+        .expect("the retry gets the stored job");
+    let jobs = gw
+        .client(None)
+        .list_jobs(&JobFilter::default())
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.total, 1, "{jobs:?}");
+    assert_eq!(jobs.jobs[0].job_id, submitted.job_id);
+    forwarder.abort();
 }

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use daef_core::Error;
 use daef_core::model::{JobId, JobStatus, ReportStatus, Task, TaskRef, TaskStatus};
-use daef_core::ports::{JobQuery, Store, TaskQuery};
+use daef_core::ports::{IdempotencyKey, JobQuery, KeyedInsert, Store, TaskQuery};
 use daef_core::transition::CancelOutcome;
+use daef_core::{Error, Timestamp};
 
 use super::{
-    TIMING, assign, insert, job_of, reported, secs, single, t0, task_of, task_spec, uuid_suffix,
+    TIMING, assign, insert, job_of, job_spec, reported, secs, single, t0, task_of, task_spec,
+    uuid_suffix,
 };
 
 /// A stored job reads back field for field; its tasks come back sorted by id.
@@ -514,4 +515,122 @@ pub async fn cancel_stops_unfinished_work(store: &Arc<dyn Store>) {
             .unwrap(),
         None
     );
+}
+
+/// Under an idempotency key a job is stored once: a repeat with the same body is answered with
+/// the first job, another body is a conflict, another tenant's key is its own, and an expired
+/// key names the next job. Concurrent submits with one key store one job.
+pub async fn keyed_inserts_store_one_job_per_key_until_it_expires(store: &Arc<dyn Store>) {
+    let tenant = format!("tk-{}", uuid_suffix());
+    let spec = job_spec(vec![task_spec("a", &[], 1, 60)]);
+    let make = |tenant: &str| {
+        daef_core::transition::create_job(&spec, tenant, t0(), TIMING).expect("valid job")
+    };
+    let key = |tenant: &str, hash: &str, expires: Timestamp| IdempotencyKey {
+        tenant: tenant.to_owned(),
+        key: "order-42".to_owned(),
+        body_hash: hash.to_owned(),
+        expires_at: expires,
+    };
+    let day = t0().plus(secs(86_400));
+    let (first, tasks) = make(&tenant);
+    assert_eq!(
+        store
+            .insert_job_keyed(&first, &tasks, &key(&tenant, "h1", day), t0())
+            .await
+            .unwrap(),
+        KeyedInsert::Inserted
+    );
+    let (again, tasks) = make(&tenant);
+    assert_eq!(
+        store
+            .insert_job_keyed(&again, &tasks, &key(&tenant, "h1", day), t0().plus(secs(5)))
+            .await
+            .unwrap(),
+        KeyedInsert::Replayed(first.job_id.clone())
+    );
+    assert!(
+        store.job(&again.job_id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert_eq!(
+        store
+            .insert_job_keyed(&again, &tasks, &key(&tenant, "h2", day), t0().plus(secs(5)))
+            .await
+            .unwrap(),
+        KeyedInsert::Conflict(first.job_id.clone())
+    );
+    assert!(store.job(&again.job_id).await.unwrap().is_none());
+
+    let other = format!("to-{}", uuid_suffix());
+    let (theirs, tasks) = make(&other);
+    assert_eq!(
+        store
+            .insert_job_keyed(&theirs, &tasks, &key(&other, "h1", day), t0())
+            .await
+            .unwrap(),
+        KeyedInsert::Inserted,
+        "keys are per tenant"
+    );
+
+    // Expired: the key names the next job, with its own body.
+    let (later, tasks) = make(&tenant);
+    let next_day = day.plus(secs(86_400));
+    assert_eq!(
+        store
+            .insert_job_keyed(&later, &tasks, &key(&tenant, "h3", next_day), day)
+            .await
+            .unwrap(),
+        KeyedInsert::Inserted
+    );
+    assert!(store.job(&later.job_id).await.unwrap().is_some());
+    let (repeat, tasks) = make(&tenant);
+    assert_eq!(
+        store
+            .insert_job_keyed(
+                &repeat,
+                &tasks,
+                &key(&tenant, "h3", next_day),
+                day.plus(secs(1))
+            )
+            .await
+            .unwrap(),
+        KeyedInsert::Replayed(later.job_id.clone())
+    );
+
+    // Racing submits with one fresh key: one job.
+    let racing = format!("tr-{}", uuid_suffix());
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let (job, tasks) = make(&racing);
+            let key = key(&racing, "h1", day);
+            tokio::spawn(async move { store.insert_job_keyed(&job, &tasks, &key, t0()).await })
+        })
+        .collect();
+    let mut inserted = 0;
+    let mut replayed = std::collections::HashSet::new();
+    for t in tries {
+        match t.await.expect("task").expect("insert") {
+            KeyedInsert::Inserted => inserted += 1,
+            KeyedInsert::Replayed(id) => {
+                replayed.insert(id);
+            }
+            KeyedInsert::Conflict(id) => panic!("same body, conflict on {id}"),
+        }
+    }
+    assert_eq!(inserted, 1);
+    assert!(replayed.len() <= 1, "every repeat names the one job");
+    let stored = store
+        .list_jobs(&JobQuery {
+            tenants: Some(vec![racing]),
+            limit: 100,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.total, 1);
+    if let Some(id) = replayed.into_iter().next() {
+        assert_eq!(stored.items[0].job_id, id);
+    }
 }

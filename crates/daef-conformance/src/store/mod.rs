@@ -228,6 +228,7 @@ macro_rules! store_suite {
             duplicate_job_id_conflicts,
             list_jobs_filters_and_pages,
             list_jobs_by_key_and_capped_totals,
+            keyed_inserts_store_one_job_per_key_until_it_expires,
             list_tasks_filters_and_pages,
             assign_starts_an_attempt_under_a_lease,
             assign_refuses_what_is_not_dispatchable,

@@ -32,12 +32,52 @@ pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         .principal
         .effective_tenant(fields.str("tenant")?, ctx.tenant_header()?)?;
     ctx.principal.check_tenant(&tenant)?;
-    let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
-    app.work_enqueued(1);
-    Ok(response::accepted(&api::Submitted {
+    let Some(key) = idempotency_key(ctx)? else {
+        let job = app.engine.submit(&spec, &tenant, ctx.now).await?;
+        app.work_enqueued(1);
+        return Ok(response::accepted(&api::Submitted {
+            job_id: job.job_id,
+            status: job.status,
+        }));
+    };
+    let body_hash = blake3::hash(&ctx.body).to_hex();
+    let (job, replayed) = app
+        .engine
+        .submit_keyed(&spec, &tenant, key, body_hash.as_str(), ctx.now)
+        .await?;
+    let submitted = api::Submitted {
         job_id: job.job_id,
         status: job.status,
-    }))
+    };
+    if replayed {
+        // The job the first submit with this key created, as it is now.
+        return Ok(response::ok(&submitted));
+    }
+    app.work_enqueued(1);
+    Ok(response::accepted(&submitted))
+}
+
+/// Longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// `Idempotency-Key`, when sent: 1–255 printable ASCII characters.
+fn idempotency_key(ctx: &Ctx) -> ApiResult<Option<&str>> {
+    let Some(value) = ctx.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(format!(
+            "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"
+        ))
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(bad());
+    }
+    Ok(Some(key))
 }
 
 /// Validates the submit body's types; the planner validates the DAG itself.

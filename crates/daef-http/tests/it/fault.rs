@@ -13,8 +13,8 @@ use daef_core::model::{
     WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, RateDecision, RateLimiter, ReportOutcome,
-    RequeueOutcome, Store, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, RateDecision,
+    RateLimiter, ReportOutcome, RequeueOutcome, Store, TaskQuery,
 };
 use daef_core::transition::{CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
@@ -76,6 +76,17 @@ impl Store for FaultyStore {
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
         self.check("insert_job")?;
         self.inner.insert_job(job, tasks).await
+    }
+
+    async fn insert_job_keyed(
+        &self,
+        job: &Job,
+        tasks: &[Task],
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<KeyedInsert> {
+        self.check("insert_job_keyed")?;
+        self.inner.insert_job_keyed(job, tasks, key, now).await
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {

@@ -966,3 +966,83 @@ async fn cancel_reports_whether_the_job_is_canceled_and_is_audited() {
         )
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_submit_return_the_first_job() {
+    let h = Harness::new();
+    let body = json!({"type": "demo", "input": "hello"});
+    let first = h
+        .post_json("/v1/jobs", &body)
+        .token(ACME)
+        .header("idempotency-key", "order-42")
+        .send()
+        .await
+        .expect_status(202);
+    let job_id = first.json["job_id"].as_str().expect("job id").to_owned();
+    let again = h
+        .post_json("/v1/jobs", &body)
+        .token(ACME)
+        .header("idempotency-key", "order-42")
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        again.json["job_id"],
+        job_id.as_str(),
+        "the first job, created once"
+    );
+    assert_eq!(again.json["status"], "Queued");
+    let listed = h
+        .get("/v1/jobs")
+        .token(ACME)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(listed.json["total"], 1);
+
+    // Another body under the same key: a conflict that stores nothing.
+    h.post_json("/v1/jobs", &json!({"type": "demo", "input": "other"}))
+        .token(ACME)
+        .header("idempotency-key", "order-42")
+        .send()
+        .await
+        .expect_error(
+            409,
+            &format!("Idempotency-Key was used for job {job_id} with another body"),
+        );
+    // Keys are per tenant; without a key every submit is a new job.
+    h.post_json("/v1/jobs", &body)
+        .token(crate::harness::BETA)
+        .header("idempotency-key", "order-42")
+        .send()
+        .await
+        .expect_status(202);
+    h.post_json("/v1/jobs", &body)
+        .token(ACME)
+        .send()
+        .await
+        .expect_status(202);
+    let listed = h.get("/v1/jobs").token(OP).send().await.expect_status(200);
+    assert_eq!(listed.json["total"], 3);
+
+    let before = h.snapshot().await;
+    let long = "k".repeat(256);
+    for bad in ["", long.as_str(), "tab\there", "caf\u{e9}"] {
+        h.post_json("/v1/jobs", &body)
+            .token(ACME)
+            .header_bytes("idempotency-key", bad.as_bytes())
+            .send()
+            .await
+            .expect_error(
+                400,
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+            );
+    }
+    h.assert_unchanged(&before, "bad idempotency keys").await;
+    h.post_json("/v1/jobs", &body)
+        .token(ACME)
+        .header("idempotency-key", &"k".repeat(255))
+        .send()
+        .await
+        .expect_status(202);
+}

@@ -22,8 +22,8 @@ use daef_core::model::{
     WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportEffects, ReportOutcome,
-    RequeueOutcome, Store, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, ReportEffects,
+    ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
 };
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, ReportCheck, Timing};
 use daef_core::{Error, Resource, Result, Timestamp};
@@ -69,6 +69,8 @@ struct Inner {
     idx: Indexes,
     workers: HashMap<String, Worker>,
     audit: Vec<AuditEvent>,
+    /// Submits' idempotency keys, by tenant and key.
+    keys: HashMap<(String, String), StoredKey>,
 }
 
 /// One stored job.
@@ -358,6 +360,39 @@ fn due(index: &BTreeSet<(Timestamp, TaskRef)>, now: Timestamp, limit: usize) -> 
 }
 
 impl Inner {
+    /// Stores a new job and its tasks; a taken id is a conflict.
+    fn insert_job(&mut self, job: &Job, tasks: &[Task]) -> Result<()> {
+        if self.jobs.contains_key(job.job_id.as_str()) {
+            return Err(Error::conflict(format!(
+                "job {} already exists",
+                job.job_id
+            )));
+        }
+        let mut dependents: HashMap<String, Vec<String>> = HashMap::new();
+        for task in tasks {
+            for dep in &task.dependencies {
+                dependents
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(task.task_id.clone());
+            }
+        }
+        let id: Arc<str> = Arc::from(job.job_id.as_str());
+        self.idx.add_job(&id, job);
+        for task in tasks {
+            self.idx.add_task(task);
+        }
+        let entry = Box::new(JobEntry {
+            id: Arc::clone(&id),
+            job: job.clone(),
+            tasks: Tasks::new(tasks),
+            dependents,
+        });
+        let slot = Slot::settle(entry, &mut self.done);
+        self.jobs.insert(id, slot);
+        Ok(())
+    }
+
     /// A live job and the indexes; `None` for an unknown job or a completed one (which nothing
     /// changes any more).
     fn live_mut(&mut self, job_id: &JobId) -> Option<(&mut JobEntry, &mut Indexes)> {
@@ -493,36 +528,31 @@ impl Store for MemoryStore {
     }
 
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
+        self.lock().insert_job(job, tasks)
+    }
+
+    async fn insert_job_keyed(
+        &self,
+        job: &Job,
+        tasks: &[Task],
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<KeyedInsert> {
         let mut inner = self.lock();
-        if inner.jobs.contains_key(job.job_id.as_str()) {
-            return Err(Error::conflict(format!(
-                "job {} already exists",
-                job.job_id
-            )));
+        let id = (key.tenant.clone(), key.key.clone());
+        if let Some(found) = transition::keyed_replay(inner.keys.get(&id), &key.body_hash, now) {
+            return Ok(found);
         }
-        let mut dependents: HashMap<String, Vec<String>> = HashMap::new();
-        for task in tasks {
-            for dep in &task.dependencies {
-                dependents
-                    .entry(dep.clone())
-                    .or_default()
-                    .push(task.task_id.clone());
-            }
-        }
-        let id: Arc<str> = Arc::from(job.job_id.as_str());
-        inner.idx.add_job(&id, job);
-        for task in tasks {
-            inner.idx.add_task(task);
-        }
-        let entry = Box::new(JobEntry {
-            id: Arc::clone(&id),
-            job: job.clone(),
-            tasks: Tasks::new(tasks),
-            dependents,
-        });
-        let slot = Slot::settle(entry, &mut inner.done);
-        inner.jobs.insert(id, slot);
-        Ok(())
+        inner.insert_job(job, tasks)?;
+        inner.keys.insert(
+            id,
+            StoredKey {
+                body_hash: key.body_hash.clone(),
+                job_id: job.job_id.clone(),
+                expires_at: key.expires_at,
+            },
+        );
+        Ok(KeyedInsert::Inserted)
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {

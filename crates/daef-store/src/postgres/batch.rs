@@ -681,7 +681,7 @@ impl<'a> JobColumns<'a> {
 }
 
 /// A job as one object of [`sql::INSERT_JOBS`]'s first JSON array.
-fn job_json(job: &Job) -> serde_json::Value {
+pub(super) fn job_json(job: &Job) -> serde_json::Value {
     serde_json::json!({
         "job_id": job.job_id.as_str(),
         "tenant": job.tenant,
@@ -703,7 +703,7 @@ fn job_json(job: &Job) -> serde_json::Value {
 
 /// A job's tasks as objects of [`sql::INSERT_JOBS`]'s second JSON array, each with the
 /// inverse of its dependencies.
-fn tasks_json(tasks: &[Task]) -> impl Iterator<Item = serde_json::Value> + '_ {
+pub(super) fn tasks_json(tasks: &[Task]) -> impl Iterator<Item = serde_json::Value> + '_ {
     let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
     for task in tasks {
         for dep in &task.dependencies {

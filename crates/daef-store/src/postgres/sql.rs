@@ -83,6 +83,20 @@ pub(super) const INSERT_JOBS: &str = concat!(
      SELECT job_id FROM new_jobs"
 );
 
+/// `$1` tenant, `$2` key, `$3` body hash, `$4` job, `$5` expiry: claims a free key; no row
+/// when the key is taken (the caller then locks and reads it).
+pub(super) const CLAIM_KEY: &str = "INSERT INTO idempotency_keys \
+         (tenant, key, body_hash, job_id, expires_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (tenant, key) DO NOTHING RETURNING job_id";
+
+/// `$1` tenant, `$2` key: a taken key, locked until the transaction ends.
+pub(super) const LOCK_KEY: &str = "SELECT body_hash, job_id, expires_at FROM idempotency_keys \
+     WHERE tenant = $1 AND key = $2 FOR UPDATE";
+
+/// `$1` tenant, `$2` key, `$3` body hash, `$4` job, `$5` expiry: rebinds an expired key.
+pub(super) const REBIND_KEY: &str = "UPDATE idempotency_keys \
+     SET body_hash = $3, job_id = $4, expires_at = $5 WHERE tenant = $1 AND key = $2";
+
 /// `$1` job.
 pub(super) const SELECT_JOB: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE job_id = $1");

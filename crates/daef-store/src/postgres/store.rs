@@ -16,8 +16,8 @@ use daef_core::model::{
     WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, JobQuery, Page, ReportOutcome, RequeueOutcome, Store,
-    TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, ReportOutcome,
+    RequeueOutcome, Store, StoredKey, TaskQuery,
 };
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
@@ -25,7 +25,7 @@ use deadpool_postgres::{Client, GenericClient};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::batch::{Op, Outcome};
+use super::batch::{self, Op, Outcome};
 use super::rows;
 use super::sql;
 use super::{BACKEND, PostgresStore, db_error, is_transient};
@@ -490,6 +490,49 @@ impl PostgresStore {
         Ok(outcome)
     }
 
+    /// [`Store::insert_job_keyed`]: the key row, claimed or locked, and the job in one
+    /// transaction, so two replicas given the same key store one job.
+    async fn insert_job_keyed_tx(
+        client: &mut Client,
+        job: &Job,
+        tasks: &[Task],
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> TxResult<KeyedInsert> {
+        let expires = key.expires_at.datetime();
+        let job_id = job.job_id.as_str();
+        let binding: [&(dyn ToSql + Sync); 5] =
+            [&key.tenant, &key.key, &key.body_hash, &job_id, &expires];
+        let tx = client.transaction().await?;
+        // A concurrent claim of the same key waits here for the other transaction to end.
+        if query_opt(&tx, sql::CLAIM_KEY, &binding).await?.is_none() {
+            let row = query_one(&tx, sql::LOCK_KEY, &[&key.tenant, &key.key]).await?;
+            let stored = StoredKey {
+                body_hash: rows::get(&row, "body_hash")?,
+                job_id: JobId::new(rows::get::<String>(&row, "job_id")?),
+                expires_at: rows::get_ts(&row, "expires_at")?,
+            };
+            if let Some(found) = transition::keyed_replay(Some(&stored), &key.body_hash, now) {
+                tx.commit().await?;
+                return Ok(found);
+            }
+            execute(&tx, sql::REBIND_KEY, &binding).await?;
+        }
+        let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
+        let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
+        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks])
+            .await?
+            .is_empty()
+        {
+            return Err(Failure::Domain(Error::conflict(format!(
+                "job {} already exists",
+                job.job_id
+            ))));
+        }
+        tx.commit().await?;
+        Ok(KeyedInsert::Inserted)
+    }
+
     async fn discard_dead_tx(
         client: &mut Client,
         tasks: &[TaskRef],
@@ -597,6 +640,16 @@ impl Store for PostgresStore {
             Outcome::Inserted(outcome) => outcome,
             _ => Err(mismatched()),
         }
+    }
+
+    async fn insert_job_keyed(
+        &self,
+        job: &Job,
+        tasks: &[Task],
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<KeyedInsert> {
+        with_retry!(self, client => Self::insert_job_keyed_tx(&mut client, job, tasks, key, now))
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {

@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod console_browser;
+mod idempotent_submit;
 mod kill_loop;
 mod postgres_restart;
 mod postgres_server_restart;
