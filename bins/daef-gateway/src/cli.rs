@@ -135,6 +135,13 @@ pub(crate) struct EngineArgs {
     /// Seconds a dispatchable task may wait unclaimed before it is enqueued again.
     #[arg(long, env = "DAEF_ORPHAN_REQUEUE_SECONDS", default_value_t = 10, value_parser = positive("DAEF_ORPHAN_REQUEUE_SECONDS"))]
     pub(crate) orphan_requeue_seconds: u64,
+    /// A failed attempt's retry waits up to this long (ms), doubling with each attempt, with
+    /// full jitter; 0 retries at once. A task's own `retry_backoff` overrides it.
+    #[arg(long, env = "DAEF_RETRY_BACKOFF_INITIAL_MS", default_value_t = 1_000, value_parser = parse_with::<u32>("DAEF_RETRY_BACKOFF_INITIAL_MS", "a non-negative integer"))]
+    pub(crate) retry_backoff_initial_ms: u32,
+    /// The longest wait before a retry, in milliseconds.
+    #[arg(long, env = "DAEF_RETRY_BACKOFF_MAX_MS", default_value_t = 300_000, value_parser = parse_with::<u32>("DAEF_RETRY_BACKOFF_MAX_MS", "a non-negative integer"))]
+    pub(crate) retry_backoff_max_ms: u32,
     /// Seconds a submit's Idempotency-Key names its job; a repeat within it creates nothing.
     #[arg(long, env = "DAEF_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400, value_parser = positive("DAEF_IDEMPOTENCY_TTL_SECONDS"))]
     pub(crate) idempotency_ttl_seconds: u64,
@@ -228,6 +235,13 @@ mod tests {
         assert_eq!(cli.engine.reconcile_interval_ms, 1000);
         assert_eq!(cli.engine.orphan_requeue_seconds, 10);
         assert_eq!(cli.engine.idempotency_ttl_seconds, 86_400);
+        assert_eq!(
+            (
+                cli.engine.retry_backoff_initial_ms,
+                cli.engine.retry_backoff_max_ms
+            ),
+            (1_000, 300_000)
+        );
         assert_eq!(cli.admin.admin_requeue_max_batch, 100);
         assert_eq!(cli.admin.admin_requeue_rate_limit_per_min, 30);
         assert_eq!(cli.admin.admin_requeue_confirm_threshold, 20);
@@ -308,6 +322,8 @@ mod tests {
             "DAEF_RECONCILE_INTERVAL_MS",
             "DAEF_ORPHAN_REQUEUE_SECONDS",
             "DAEF_IDEMPOTENCY_TTL_SECONDS",
+            "DAEF_RETRY_BACKOFF_INITIAL_MS",
+            "DAEF_RETRY_BACKOFF_MAX_MS",
             "DAEF_ADMIN_REQUEUE_MAX_BATCH",
             "DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN",
             "DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use daef_auth::Authenticator;
+use daef_core::model::RetryBackoff;
 use daef_core::ports::{Queue, RateLimiter, Store};
 use daef_core::transition::Timing;
 use daef_core::{Engine, EngineConfig};
@@ -24,6 +25,13 @@ pub(crate) async fn app(cli: &Cli) -> anyhow::Result<App> {
         timing: Timing {
             lease: Duration::from_secs(cli.engine.lease_seconds),
             orphan_after: Duration::from_secs(cli.engine.orphan_requeue_seconds),
+            retry_backoff: RetryBackoff {
+                initial_ms: cli.engine.retry_backoff_initial_ms,
+                max_ms: cli
+                    .engine
+                    .retry_backoff_max_ms
+                    .max(cli.engine.retry_backoff_initial_ms),
+            },
         },
         idempotency_ttl: Duration::from_secs(cli.engine.idempotency_ttl_seconds),
         ..EngineConfig::default()

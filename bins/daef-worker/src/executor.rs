@@ -157,6 +157,7 @@ async fn command(spec: &CommandSpec, task: &Assignment, mut ctx: RunContext) -> 
         .env("DAEF_TASK_ID", &task.task_id)
         .env("DAEF_TASK_TYPE", &task.task_type)
         .env("DAEF_ATTEMPT", task.attempt.to_string())
+        .env("DAEF_LEASE_ID", &task.lease_id)
         .kill_on_drop(true)
         // Its own process group: a timeout kills the program and everything it started, and a
         // Ctrl-C in the worker's terminal reaches the worker (which decides) but not the tasks.

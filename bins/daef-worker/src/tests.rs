@@ -33,7 +33,7 @@ fn fresh_app() -> Arc<App> {
     let engine = Engine::new(
         Arc::new(MemoryStore::new()),
         Arc::new(MemoryQueue::new(5)),
-        EngineConfig::default(),
+        EngineConfig::retrying_at_once(),
     );
     let auth = Authenticator::from_env_value(None).expect("auth off");
     Arc::new(App::new(

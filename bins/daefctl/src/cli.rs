@@ -102,6 +102,12 @@ pub(crate) struct Submit {
     /// With --wait: give up after this many seconds (exit code 5).
     #[arg(long, value_name = "SECS", requires = "wait")]
     pub(crate) wait_timeout: Option<u64>,
+    /// A delayed job: its tasks start this many seconds from now (the job is stored at once).
+    #[arg(long, value_name = "SECS", conflicts_with = "run_at")]
+    pub(crate) delay_seconds: Option<u64>,
+    /// A delayed job: its tasks start at this RFC 3339 time (at most a year ahead).
+    #[arg(long, value_name = "TIME", value_parser = timestamp)]
+    pub(crate) run_at: Option<Timestamp>,
     /// Sent as `Idempotency-Key` (1-255 printable ASCII characters): running the same submit
     /// again with the same key, within the gateway's DAEF_IDEMPOTENCY_TTL_SECONDS, prints the
     /// first job's id and creates nothing. Without it each run sends a fresh key, which only

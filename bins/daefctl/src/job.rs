@@ -24,6 +24,8 @@ pub(crate) async fn submit(ctx: &Ctx, args: Submit) -> anyhow::Result<u8> {
         priority: args.priority.map(Into::into),
         tenant: args.tenant,
         tasks,
+        run_at: args.run_at,
+        delay_seconds: args.delay_seconds,
     };
     let submitted = match &args.idempotency_key {
         Some(key) => ctx.client.submit_job_with_key(&job, key).await?,

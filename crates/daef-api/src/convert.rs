@@ -39,6 +39,9 @@ impl From<&Task> for TaskInfo {
             lease_expires: task.lease_expires,
             output_artifact_uri: task.output_artifact_uri.clone(),
             error: task.error.clone(),
+            next_attempt_at: task
+                .next_attempt_at
+                .filter(|_| task.status == model::TaskStatus::Queued),
             created_at: task.created_at,
             updated_at: task.updated_at,
         }

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use daef_core::Timestamp;
 use daef_core::audit::AuditEvent;
-use daef_core::model::{JobId, JobStatus, Priority, TaskStatus, WorkerCapabilities, WorkerStats};
+use daef_core::model::{
+    JobId, JobStatus, Priority, RetryBackoff, TaskStatus, WorkerCapabilities, WorkerStats,
+};
 use serde::{Deserialize, Serialize};
 
 mod convert;
@@ -43,6 +45,12 @@ pub struct JobSubmission {
     /// An explicit DAG; without it the gateway's default planner applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskSubmission>>,
+    /// A delayed job: stored at once, its tasks dispatched from this time on (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+    /// A delayed job: its tasks dispatched this many seconds from now (not with `run_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_seconds: Option<u64>,
 }
 
 impl JobSubmission {
@@ -76,6 +84,9 @@ pub struct TaskSubmission {
     /// Limit on one attempt's run time in seconds (gateway default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_sec: Option<u32>,
+    /// The wait before a failed attempt is retried (gateway default `DAEF_RETRY_BACKOFF_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<RetryBackoff>,
 }
 
 /// The answer to a submit.
@@ -170,6 +181,10 @@ pub struct TaskInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Creation time.
+    /// A `Queued` task waiting for its retry back-off or a delayed start: not dispatched
+    /// before this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,

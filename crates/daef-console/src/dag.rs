@@ -158,6 +158,7 @@ mod tests {
             lease_expires: None,
             output_artifact_uri: None,
             error: None,
+            next_attempt_at: None,
             created_at: Timestamp::from_unix_micros(0),
             updated_at: Timestamp::from_unix_micros(0),
         }

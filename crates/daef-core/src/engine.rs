@@ -84,6 +84,13 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The defaults, with failed attempts retried at once (tests that are not about back-off).
+    pub fn retrying_at_once() -> Self {
+        let mut config = Self::default();
+        config.timing.retry_backoff = crate::model::RetryBackoff::IMMEDIATE;
+        config
+    }
+
     /// How often workers should heartbeat: three times per lease, at least every second.
     pub fn heartbeat_interval_seconds(&self) -> u64 {
         (self.timing.lease.as_secs() / 3).max(1)
@@ -190,16 +197,17 @@ impl Engine {
         let (job, tasks) = transition::create_job(spec, tenant, now, self.config.timing)?;
         self.queue.ping().await?;
         self.store.insert_job(&job, &tasks).await?;
-        self.stored(&tasks).await;
+        self.stored(&tasks, now).await;
         Ok(job)
     }
 
-    /// After a job's store: counts it and enqueues what it can dispatch.
-    async fn stored(&self, tasks: &[Task]) {
+    /// After a job's store: counts it and enqueues what it can dispatch now (a delayed job's
+    /// tasks are enqueued by the reconciler when due).
+    async fn stored(&self, tasks: &[Task], now: Timestamp) {
         counter!(metric::JOBS_SUBMITTED_TOTAL).increment(1);
         let ready: Vec<Dispatch> = tasks
             .iter()
-            .filter(|t| t.is_dispatchable())
+            .filter(|t| t.is_due(now))
             .map(|t| (t.task_ref(), t.priority))
             .collect();
         self.enqueue_or_log(&ready, "submit").await;
@@ -233,7 +241,7 @@ impl Engine {
                 )));
             }
         }
-        self.stored(&tasks).await;
+        self.stored(&tasks, now).await;
         Ok((job, false))
     }
 

@@ -222,6 +222,35 @@ pub struct Job {
     pub updated_at: Timestamp,
 }
 
+/// How long a task waits before the attempt after a failed one: exponential back-off with full
+/// jitter, `min(max_ms, initial_ms × 2^(attempt−1))` scaled by a random fraction
+/// ([`crate::transition::backoff_delay`]). `initial_ms: 0` retries at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryBackoff {
+    /// The first retry's ceiling, in milliseconds.
+    pub initial_ms: u32,
+    /// No retry waits longer, in milliseconds.
+    pub max_ms: u32,
+}
+
+impl RetryBackoff {
+    /// Every failed attempt retried at once.
+    pub const IMMEDIATE: RetryBackoff = RetryBackoff {
+        initial_ms: 0,
+        max_ms: 0,
+    };
+}
+
+impl Default for RetryBackoff {
+    /// `DAEF_RETRY_BACKOFF_INITIAL_MS` and `DAEF_RETRY_BACKOFF_MAX_MS`'s defaults.
+    fn default() -> Self {
+        Self {
+            initial_ms: 1_000,
+            max_ms: 300_000,
+        }
+    }
+}
+
 /// One node of a job's DAG.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
@@ -272,6 +301,11 @@ pub struct Task {
     pub redispatch_at: Option<Timestamp>,
     /// How many times the reconciler re-enqueued it since it last became dispatchable.
     pub redispatch_count: u32,
+    /// The task's retry back-off.
+    pub retry_backoff: RetryBackoff,
+    /// A `Queued` task is not dispatched before this: the back-off after a failed attempt, or a
+    /// delayed job's start.
+    pub next_attempt_at: Option<Timestamp>,
     /// When the task was created.
     pub created_at: Timestamp,
     /// When the task last changed.
@@ -287,6 +321,11 @@ impl Task {
     /// `Queued` with every dependency completed.
     pub fn is_dispatchable(&self) -> bool {
         self.status == TaskStatus::Queued && self.pending_dependencies == 0
+    }
+
+    /// Dispatchable, and not waiting for a back-off or a delayed start at `now`.
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        self.is_dispatchable() && self.next_attempt_at.is_none_or(|at| at <= now)
     }
 }
 

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::Error;
-use crate::model::Priority;
+use crate::model::{Priority, RetryBackoff};
+use crate::time::Timestamp;
 
 /// Most tasks one job may have.
 pub const MAX_TASKS_PER_JOB: usize = 1_000;
@@ -32,6 +33,8 @@ pub struct JobSpec {
     pub priority: Priority,
     /// An explicit DAG; `None` lets the default planner decide.
     pub tasks: Option<Vec<TaskSpec>>,
+    /// A delayed job: its tasks are not dispatched before this.
+    pub run_at: Option<Timestamp>,
 }
 
 /// One task of an explicit DAG.
@@ -49,6 +52,8 @@ pub struct TaskSpec {
     pub max_retries: Option<u32>,
     /// Limit on one attempt (default 60 s).
     pub timeout_sec: Option<u32>,
+    /// Its retry back-off (default: the gateway's `DAEF_RETRY_BACKOFF_*`).
+    pub retry_backoff: Option<RetryBackoff>,
 }
 
 /// A validated task, ready to be stored.
@@ -66,6 +71,8 @@ pub struct PlannedTask {
     pub max_retries: u32,
     /// Limit on one attempt, in seconds.
     pub timeout_sec: u32,
+    /// Its own retry back-off; `None` takes the gateway's default.
+    pub retry_backoff: Option<RetryBackoff>,
 }
 
 /// A validated DAG.
@@ -113,6 +120,7 @@ pub fn default_plan(job_type: &str, input: &str) -> Vec<PlannedTask> {
         dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
         max_retries: DEFAULT_MAX_RETRIES,
         timeout_sec: timeout,
+        retry_backoff: None,
     };
     if job_type == "batch_analysis" || input.to_lowercase().contains("analyze") {
         vec![
@@ -223,6 +231,7 @@ pub fn validate_dag(tasks: &[TaskSpec]) -> Result<Vec<PlannedTask>, Error> {
             dependencies: t.dependencies.clone(),
             max_retries: t.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
             timeout_sec: t.timeout_sec.unwrap_or(DEFAULT_TIMEOUT_SEC),
+            retry_backoff: t.retry_backoff,
         })
         .collect())
 }

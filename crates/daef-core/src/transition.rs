@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::model::{Assignment, Job, JobId, JobStatus, Report, ReportStatus, Task, TaskStatus};
+use crate::model::{
+    Assignment, Job, JobId, JobStatus, Report, ReportStatus, RetryBackoff, Task, TaskStatus,
+};
 use crate::planner::{self, JobSpec};
 use crate::time::Timestamp;
 
@@ -17,6 +19,8 @@ pub struct Timing {
     /// How long a dispatchable task may wait unclaimed before the reconciler enqueues it again
     /// (`DAEF_ORPHAN_REQUEUE_SECONDS`).
     pub orphan_after: Duration,
+    /// The retry back-off of tasks that do not set their own (`DAEF_RETRY_BACKOFF_*`).
+    pub retry_backoff: RetryBackoff,
 }
 
 impl Default for Timing {
@@ -24,8 +28,29 @@ impl Default for Timing {
         Self {
             lease: Duration::from_secs(15),
             orphan_after: Duration::from_secs(10),
+            retry_backoff: RetryBackoff::default(),
         }
     }
+}
+
+/// The wait before the attempt after failed attempt number `attempt`: exponential back-off with
+/// full jitter, `unit × min(max_ms, initial_ms × 2^(attempt−1))` for `unit` in `[0, 1)`.
+pub fn backoff_delay(attempt: u32, backoff: RetryBackoff, unit: f64) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    let ceiling = u64::from(backoff.initial_ms)
+        .saturating_mul(1u64 << doublings)
+        .min(u64::from(backoff.max_ms));
+    Duration::from_micros((ceiling as f64 * 1000.0 * unit.clamp(0.0, 1.0)) as u64)
+}
+
+/// The random fraction a failed attempt's back-off is scaled by, drawn from its lease id (whose
+/// nonce is 128 random bits): random across attempts, yet the same wherever the failure is
+/// applied, so every store decides it alike.
+pub fn jitter_of(lease_id: &str) -> f64 {
+    let hash = blake3::hash(lease_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// How many times the wait between reconciler re-enqueues of one task may double: at most
@@ -116,6 +141,8 @@ pub fn create_job(
                 dead_lettered_at: None,
                 redispatch_at: None,
                 redispatch_count: 0,
+                retry_backoff: t.retry_backoff.unwrap_or(timing.retry_backoff),
+                next_attempt_at: spec.run_at.filter(|at| *at > now),
                 created_at: now,
                 updated_at: now,
             };
@@ -128,16 +155,22 @@ pub fn create_job(
     Ok((job, tasks))
 }
 
-/// Marks a task dispatchable now: the reconciler re-enqueues it if nothing claims it in time.
+/// Marks a task dispatchable: the reconciler enqueues it if nothing claims it in time, and a
+/// task waiting for a back-off or a delayed start when that time comes (it is enqueued by
+/// nothing else).
 pub fn mark_dispatchable(task: &mut Task, now: Timestamp, timing: Timing) {
-    task.redispatch_at = Some(now.plus(timing.orphan_after));
+    task.redispatch_at = Some(match task.next_attempt_at {
+        Some(at) if at > now => at,
+        _ => now.plus(timing.orphan_after),
+    });
     task.redispatch_count = 0;
 }
 
 /// Why an assignment did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotAssignable {
-    /// The task is not `Queued` with all dependencies complete (a stale queue reference).
+    /// The task is not `Queued` with all dependencies complete, or waits for a back-off or a
+    /// delayed start (a stale or early queue reference).
     TaskNotDispatchable,
     /// The job is failed, canceled or completed.
     JobNotDispatching,
@@ -153,13 +186,14 @@ pub fn assign(
     now: Timestamp,
     timing: Timing,
 ) -> Result<Assignment, NotAssignable> {
-    if !task.is_dispatchable() {
+    if !task.is_due(now) {
         return Err(NotAssignable::TaskNotDispatchable);
     }
     if !job_is_dispatching(job) {
         return Err(NotAssignable::JobNotDispatching);
     }
     task.attempt += 1;
+    task.next_attempt_at = None;
     task.status = TaskStatus::Running;
     task.worker_id = Some(worker_id.to_owned());
     task.lease_id = Some(lease_id(task.attempt, nonce));
@@ -295,9 +329,12 @@ pub fn fail_attempt(
     if let Some(report) = report {
         remember_report(task, report);
     }
+    let unit = task.lease_id.as_deref().map_or(0.0, jitter_of);
     end_attempt(task, now);
     if task.attempt < task.attempt_limit {
         task.status = TaskStatus::Queued;
+        let wait = backoff_delay(task.attempt, task.retry_backoff, unit);
+        task.next_attempt_at = (!wait.is_zero()).then(|| now.plus(wait));
         if job_dispatching {
             mark_dispatchable(task, now, timing);
         }
@@ -356,7 +393,8 @@ pub fn apply_report(
     }
 }
 
-/// One dependency of `dependent` completed. Returns true when that made it dispatchable.
+/// One dependency of `dependent` completed. Returns true when that made it dispatchable now (a
+/// delayed job's task that is not due yet is enqueued by the reconciler when it is).
 pub fn dependency_completed(
     dependent: &mut Task,
     job_dispatching: bool,
@@ -368,7 +406,7 @@ pub fn dependency_completed(
         dependent.updated_at = now;
         if job_dispatching {
             mark_dispatchable(dependent, now, timing);
-            return true;
+            return dependent.is_due(now);
         }
     }
     false
@@ -482,6 +520,7 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
     }
     task.status = TaskStatus::Queued;
     task.dead_lettered_at = None;
+    task.next_attempt_at = None;
     task.attempt_limit = task.attempt + task.max_retries + 1;
     task.lease_expires = None;
     task.updated_at = now;
@@ -533,4 +572,128 @@ pub fn redispatched(task: &mut Task, now: Timestamp, timing: Timing) {
     task.redispatch_count = task.redispatch_count.saturating_add(1);
     let factor = 1u32 << task.redispatch_count.min(MAX_REDISPATCH_DOUBLINGS);
     task.redispatch_at = Some(now.plus(timing.orphan_after * factor));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff(initial_ms: u32, max_ms: u32) -> RetryBackoff {
+        RetryBackoff { initial_ms, max_ms }
+    }
+
+    #[test]
+    fn the_back_off_doubles_per_attempt_up_to_its_cap_scaled_by_the_jitter() {
+        let b = backoff(1_000, 5_000);
+        let ms = |attempt, unit| backoff_delay(attempt, b, unit).as_millis();
+        assert_eq!(
+            [ms(1, 1.0), ms(2, 1.0), ms(3, 1.0), ms(4, 1.0)],
+            [1_000, 2_000, 4_000, 5_000]
+        );
+        assert_eq!(ms(2, 0.5), 1_000);
+        assert_eq!(ms(2, 0.0), 0, "full jitter: anywhere from zero");
+        assert_eq!(ms(1_000, 1.0), 5_000, "no overflow for late attempts");
+        assert_eq!(
+            backoff_delay(3, RetryBackoff::IMMEDIATE, 0.9),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn the_jitter_is_a_fraction_drawn_from_the_lease() {
+        let units: Vec<f64> = (0..200)
+            .map(|i| jitter_of(&format!("lease-1-{i:032x}")))
+            .collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
+        assert_eq!(
+            jitter_of("lease-1-ab"),
+            jitter_of("lease-1-ab"),
+            "the same everywhere"
+        );
+        let mean = units.iter().sum::<f64>() / units.len() as f64;
+        assert!(
+            (0.35..0.65).contains(&mean),
+            "spread over [0, 1): mean {mean}"
+        );
+    }
+
+    fn job_with(run_at: Option<Timestamp>, now: Timestamp, retry: RetryBackoff) -> (Job, Task) {
+        let spec = JobSpec {
+            job_type: "t".into(),
+            input: "x".into(),
+            tasks: Some(vec![planner::TaskSpec {
+                task_id: "a".into(),
+                task_type: "t".into(),
+                max_retries: Some(3),
+                ..planner::TaskSpec::default()
+            }]),
+            run_at,
+            ..JobSpec::default()
+        };
+        let timing = Timing {
+            retry_backoff: retry,
+            ..Timing::default()
+        };
+        let (job, mut tasks) = create_job(&spec, "acme", now, timing).expect("valid");
+        (job, tasks.remove(0))
+    }
+
+    #[test]
+    fn a_failed_attempt_waits_for_its_back_off_before_it_can_be_assigned_again() {
+        let now = Timestamp::from_unix_micros(1_000_000_000_000);
+        let timing = Timing::default();
+        let (mut job, mut task) = job_with(None, now, backoff(1_000, 1_000));
+        let a = assign(&mut job, &mut task, "w", "nonce", now, timing).expect("assigned");
+        let outcome = fail_attempt(
+            &mut task,
+            &FailureCause::LeaseExpired,
+            None,
+            true,
+            now,
+            timing,
+        );
+        assert_eq!(outcome, AttemptOutcome::Retry);
+        let wait = backoff_delay(1, task.retry_backoff, jitter_of(&a.lease_id));
+        let due = now.plus(wait);
+        assert_eq!(task.next_attempt_at, Some(due).filter(|_| !wait.is_zero()));
+        assert_eq!(
+            task.redispatch_at,
+            Some(due)
+                .filter(|_| !wait.is_zero())
+                .or(Some(now.plus(timing.orphan_after)))
+        );
+        if !wait.is_zero() {
+            assert!(!task.is_due(now));
+            assert_eq!(
+                assign(&mut job, &mut task, "w", "n2", now, timing),
+                Err(NotAssignable::TaskNotDispatchable)
+            );
+        }
+        let b = assign(&mut job, &mut task, "w", "n2", due, timing).expect("due");
+        assert_eq!((b.attempt, task.next_attempt_at), (2, None));
+    }
+
+    #[test]
+    fn a_delayed_job_is_stored_queued_and_dispatchable_from_its_start() {
+        let now = Timestamp::from_unix_micros(1_000_000_000_000);
+        let start = now.plus(Duration::from_secs(60));
+        let timing = Timing::default();
+        let (mut job, mut task) = job_with(Some(start), now, RetryBackoff::default());
+        assert_eq!(job.status, JobStatus::Queued);
+        assert_eq!(
+            (task.next_attempt_at, task.redispatch_at),
+            (Some(start), Some(start))
+        );
+        assert!(task.is_dispatchable() && !task.is_due(now));
+        assert!(assign(&mut job, &mut task, "w", "n", now, timing).is_err());
+        assert!(assign(&mut job, &mut task, "w", "n", start, timing).is_ok());
+        // A start already past runs at once.
+        let (_, past) = job_with(
+            Some(now.minus(Duration::from_secs(1))),
+            now,
+            RetryBackoff::default(),
+        );
+        assert_eq!(past.next_attempt_at, None);
+        assert!(past.is_due(now));
+    }
 }

@@ -32,7 +32,11 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new(5));
-    let engine = Engine::new(store.clone(), queue.clone(), EngineConfig::default());
+    let engine = Engine::new(
+        store.clone(),
+        queue.clone(),
+        EngineConfig::retrying_at_once(),
+    );
     engine
         .register_worker("w1", &WorkerCapabilities::default(), t0())
         .await
@@ -170,7 +174,7 @@ async fn a_lost_queue_delays_work_but_loses_none() {
     let engine = Engine::new(
         f.store.clone(),
         Arc::new(MemoryQueue::new(5)),
-        EngineConfig::default(),
+        EngineConfig::retrying_at_once(),
     );
     assert!(engine.poll("w1", 10, t0()).await.unwrap().is_empty());
     assert_eq!(
@@ -394,7 +398,7 @@ async fn while_the_queue_is_down_submits_are_refused_and_reports_still_land() {
     let engine = Engine::new(
         f.store.clone(),
         Arc::new(DownQueue),
-        EngineConfig::default(),
+        EngineConfig::retrying_at_once(),
     );
     let before = f
         .store
@@ -448,7 +452,7 @@ async fn while_the_queue_is_down_submits_are_refused_and_reports_still_land() {
     let engine = Engine::new(
         f.store.clone(),
         Arc::new(MemoryQueue::new(5)),
-        EngineConfig::default(),
+        EngineConfig::retrying_at_once(),
     );
     engine.reconcile(t0().plus(secs(10))).await;
     let b = engine.poll("w1", 1, t0().plus(secs(10))).await.unwrap();

@@ -66,13 +66,16 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Timings short enough for a test to finish in seconds: 2 s leases, a reconcile pass every
-    /// 200 ms, and a dispatchable task re-enqueued after 1 s unclaimed. Memory store and queue
+    /// 200 ms, a dispatchable task re-enqueued after 1 s unclaimed, and failed attempts retried
+    /// at once (no back-off). Memory store and queue
     /// until [`GatewayConfig::postgres`] / [`GatewayConfig::redis`] say otherwise.
     pub fn fast() -> Self {
         Self::bare()
             .var("DAEF_LEASE_SECONDS", "2")
             .var("DAEF_RECONCILE_INTERVAL_MS", "200")
             .var("DAEF_ORPHAN_REQUEUE_SECONDS", "1")
+            // Failed attempts retried at once, unless a test is about back-off.
+            .var("DAEF_RETRY_BACKOFF_INITIAL_MS", "0")
             .var(
                 "DAEF_LOG",
                 &std::env::var(LOG_VAR).unwrap_or_else(|_| DEFAULT_LOG.to_owned()),

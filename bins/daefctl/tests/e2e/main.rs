@@ -9,4 +9,5 @@ mod harness;
 mod lease;
 mod postgres;
 mod requeue;
+mod schedule;
 mod tls;

@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use daef_core::Timestamp;
 use daef_core::audit::AuditDraft;
-use daef_core::model::{Job, JobId, Priority, Report, ReportStatus, Task, TaskRef};
+use daef_core::model::{Job, JobId, Priority, Report, ReportStatus, RetryBackoff, Task, TaskRef};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{ReportOutcome, Store, TaskQuery};
 use daef_core::transition::{self, Timing};
 
 mod audit;
+mod backoff;
 mod dead_letters;
 mod jobs;
 mod leases;
@@ -32,6 +33,7 @@ mod reports;
 mod workers;
 
 pub use audit::*;
+pub use backoff::*;
 pub use dead_letters::*;
 pub use jobs::*;
 pub use leases::*;
@@ -39,10 +41,15 @@ pub use reconciler::*;
 pub use reports::*;
 pub use workers::*;
 
-/// Lease 15 s, orphan re-enqueue after 10 s: the gateway's defaults.
+/// Lease 15 s, orphan re-enqueue after 10 s: the gateway's defaults; failed attempts retried at
+/// once unless a behaviour gives its tasks a back-off (`backoff.rs`).
 pub const TIMING: Timing = Timing {
     lease: Duration::from_secs(15),
     orphan_after: Duration::from_secs(10),
+    retry_backoff: RetryBackoff {
+        initial_ms: 0,
+        max_ms: 0,
+    },
 };
 
 fn secs(n: u64) -> Duration {
@@ -63,17 +70,19 @@ pub fn task_spec(id: &str, deps: &[&str], max_retries: u32, timeout_sec: u32) ->
         dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
         max_retries: Some(max_retries),
         timeout_sec: Some(timeout_sec),
+        retry_backoff: None,
     }
 }
 
 /// An interactive job with an explicit DAG.
-fn job_spec(tasks: Vec<TaskSpec>) -> JobSpec {
+pub(crate) fn job_spec(tasks: Vec<TaskSpec>) -> JobSpec {
     JobSpec {
         job_type: "test".to_owned(),
         input: "input".to_owned(),
         policy: None,
         priority: Priority::Interactive,
         tasks: Some(tasks),
+        run_at: None,
     }
 }
 
@@ -258,6 +267,9 @@ macro_rules! store_suite {
             concurrent_audit_appends_never_fork,
             audit_list_filters_newest_first,
             racing_transitions_never_lose_an_update,
+            failed_attempts_wait_for_their_back_off,
+            lapsed_leases_wait_for_their_back_off,
+            delayed_jobs_are_dispatched_from_their_start,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

@@ -469,6 +469,8 @@ fn exercise_postgres_and_redis() -> Option<Scrape> {
         ("DAEF_REDIS_ADDR", redis.addr()),
         ("DAEF_REDIS_KEY", redis.key()),
         ("DAEF_RECONCILE_INTERVAL_MS", "200"),
+        // The exercise retries a failed attempt at once.
+        ("DAEF_RETRY_BACKOFF_INITIAL_MS", "0"),
     ]);
     let worker = "deploy-check-pg";
     gw.expect(200, "GET", "/readyz", None, None);
@@ -537,6 +539,7 @@ fn every_metric_the_rules_and_dashboard_use_is_exported() {
         ("DAEF_LEASE_SECONDS", "2"),
         ("DAEF_RECONCILE_INTERVAL_MS", "100"),
         ("DAEF_ORPHAN_REQUEUE_SECONDS", "1"),
+        ("DAEF_RETRY_BACKOFF_INITIAL_MS", "0"),
     ]);
     exercise(&gw);
     let mut exported = scrape(&gw);

@@ -9,7 +9,7 @@ use daef_api::*;
 use daef_core::Timestamp;
 use daef_core::audit::AuditEvent;
 use daef_core::model::{
-    Gpu, JobId, JobStatus, Priority, TaskStatus, WorkerCapabilities, WorkerStats,
+    Gpu, JobId, JobStatus, Priority, RetryBackoff, TaskStatus, WorkerCapabilities, WorkerStats,
 };
 use daef_deploy_check::assets::workspace_root;
 use daef_deploy_check::schema;
@@ -110,6 +110,7 @@ fn task(full: bool) -> TaskInfo {
         lease_expires: full.then(|| at(15)),
         output_artifact_uri: full.then(|| "artifact://j/t1/output.json".into()),
         error: full.then(|| "boom".into()),
+        next_attempt_at: full.then(|| at(20)),
         created_at: at(0),
         updated_at: at(1),
     }
@@ -194,9 +195,21 @@ fn job_bodies_match_the_description() {
                 dependencies: vec!["t0".into()],
                 max_retries: Some(2),
                 timeout_sec: Some(60),
+                retry_backoff: Some(RetryBackoff {
+                    initial_ms: 500,
+                    max_ms: 60_000,
+                }),
             }]
         }),
+        // The gateway takes one of the two; the schema describes both.
+        run_at: full.then(|| at(3_600)),
+        delay_seconds: full.then_some(90),
     };
+    let delayed = JobSubmission {
+        delay_seconds: Some(90),
+        ..submission(false)
+    };
+    conforms(&doc, &At::Request("post", "/v1/jobs"), &delayed);
     check(
         &doc,
         At::Request("post", "/v1/jobs"),

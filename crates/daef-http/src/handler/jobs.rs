@@ -1,8 +1,9 @@
 //! `/v1/jobs…`: submit, list, status, cancel, tasks.
 
 use daef_api as api;
+use daef_core::Timestamp;
 use daef_core::audit::result;
-use daef_core::model::{JobId, JobStatus, Priority, TaskStatus};
+use daef_core::model::{JobId, JobStatus, Priority, RetryBackoff, TaskStatus};
 use daef_core::planner::{JobSpec, TaskSpec};
 use daef_core::ports::{JobQuery, TaskQuery};
 use daef_core::transition::CancelOutcome;
@@ -27,7 +28,7 @@ const DEFAULT_JOBS_PAGE: usize = 50;
 pub(super) async fn submit(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let body = json::object(&ctx.body, false)?;
     let fields = Fields::new(&body);
-    let spec = job_spec(&fields)?;
+    let spec = job_spec(&fields, ctx.now)?;
     let tenant = ctx
         .principal
         .effective_tenant(fields.str("tenant")?, ctx.tenant_header()?)?;
@@ -80,8 +81,13 @@ fn idempotency_key(ctx: &Ctx) -> ApiResult<Option<&str>> {
     Ok(Some(key))
 }
 
+/// Longest `delay_seconds`, and furthest `run_at`: a year.
+const MAX_DELAY_SECONDS: i64 = 365 * 86_400;
+/// Largest `retry_backoff` value: a day, in milliseconds.
+const MAX_BACKOFF_MS: i64 = 86_400_000;
+
 /// Validates the submit body's types; the planner validates the DAG itself.
-fn job_spec(fields: &Fields<'_>) -> ApiResult<JobSpec> {
+fn job_spec(fields: &Fields<'_>, now: Timestamp) -> ApiResult<JobSpec> {
     let job_type = fields.required_str("type", MAX_TYPE_LEN)?.to_owned();
     let tasks = match fields.array("tasks")? {
         None => None,
@@ -106,13 +112,40 @@ fn job_spec(fields: &Fields<'_>) -> ApiResult<JobSpec> {
             .map_err(|()| ApiError::bad_request("priority must be interactive or batch"))?,
     };
     let policy = fields.str("policy")?.map(str::to_owned);
+    let run_at = start_time(fields, now)?;
     Ok(JobSpec {
         job_type,
         input,
         policy,
         priority,
         tasks,
+        run_at,
     })
+}
+
+/// A delayed job's start: `run_at` (RFC 3339) or `delay_seconds`, not both, at most a year
+/// ahead. A time already past starts the job at once.
+fn start_time(fields: &Fields<'_>, now: Timestamp) -> ApiResult<Option<Timestamp>> {
+    let run_at = fields
+        .str("run_at")?
+        .map(|raw| {
+            Timestamp::parse_rfc3339(raw)
+                .map_err(|_| ApiError::bad_request("run_at must be an RFC 3339 timestamp"))
+        })
+        .transpose()?;
+    let delay = fields.int("delay_seconds", 0, MAX_DELAY_SECONDS)?;
+    let latest = now.plus(std::time::Duration::from_secs(MAX_DELAY_SECONDS as u64));
+    match (run_at, delay) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give run_at or delay_seconds, not both",
+        )),
+        (Some(at), None) if at > latest => {
+            Err(ApiError::bad_request("run_at must be at most a year ahead"))
+        }
+        (Some(at), None) => Ok(Some(at)),
+        (None, Some(secs)) => Ok(Some(now.plus(std::time::Duration::from_secs(secs as u64)))),
+        (None, None) => Ok(None),
+    }
 }
 
 fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
@@ -145,7 +178,36 @@ fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
             1,
             i64::from(daef_core::planner::MAX_TIMEOUT_SEC),
         )?,
+        retry_backoff: retry_backoff(&fields)?,
     })
+}
+
+/// `retry_backoff: {"initial_ms", "max_ms"}`: both required, each 0 to a day, `max_ms` at
+/// least `initial_ms`.
+fn retry_backoff(fields: &Fields<'_>) -> ApiResult<Option<RetryBackoff>> {
+    let name = fields.path("retry_backoff");
+    let Some(value) = fields.value("retry_backoff").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be an object with initial_ms and max_ms"
+        )));
+    };
+    let backoff = Fields::nested(map, &name);
+    let ms = |field: &str| -> ApiResult<u32> {
+        backoff
+            .int(field, 0, MAX_BACKOFF_MS)?
+            .map(|n| n as u32)
+            .ok_or_else(|| ApiError::bad_request(format!("{name}.{field} is required")))
+    };
+    let (initial_ms, max_ms) = (ms("initial_ms")?, ms("max_ms")?);
+    if max_ms < initial_ms {
+        return Err(ApiError::bad_request(format!(
+            "{name}.max_ms must be at least {name}.initial_ms"
+        )));
+    }
+    Ok(Some(RetryBackoff { initial_ms, max_ms }))
 }
 
 pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {

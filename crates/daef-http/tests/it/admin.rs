@@ -764,7 +764,7 @@ async fn backend_failures_are_5xx_without_backend_text_and_audited_as_errors() {
     let engine = Engine::new(
         Arc::new(daef_store::MemoryStore::new()),
         Arc::new(MemoryQueue::new(5)),
-        EngineConfig::default(),
+        EngineConfig::retrying_at_once(),
     );
     let h = Harness::from_parts(
         engine,

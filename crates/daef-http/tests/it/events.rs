@@ -33,7 +33,7 @@ fn harness_over(
     queue: Arc<MemoryQueue>,
     events: EventStreamConfig,
 ) -> Harness {
-    let engine = Engine::new(store, queue, EngineConfig::default());
+    let engine = Engine::new(store, queue, EngineConfig::retrying_at_once());
     let auth = Authenticator::from_env_value(Some(TOKENS)).expect("token list");
     let app = App::new(
         engine,

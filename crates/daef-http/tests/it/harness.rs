@@ -87,7 +87,7 @@ impl Harness {
         let engine = Engine::new(
             store,
             Arc::new(MemoryQueue::new(5)),
-            EngineConfig::default(),
+            EngineConfig::retrying_at_once(),
         );
         Self::from_parts(engine, tokens, Arc::new(MemoryRateLimiter::new()), config)
     }

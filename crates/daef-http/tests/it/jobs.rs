@@ -124,7 +124,7 @@ async fn default_planner_timeouts_bound_the_first_lease() {
             lease: Duration::from_secs(3_600),
             ..Timing::default()
         },
-        ..EngineConfig::default()
+        ..EngineConfig::retrying_at_once()
     };
     let engine = Engine::new(
         Arc::new(MemoryStore::new()),
@@ -1045,4 +1045,90 @@ async fn an_idempotency_key_makes_a_retried_submit_return_the_first_job() {
         .send()
         .await
         .expect_status(202);
+}
+
+#[tokio::test]
+async fn delayed_jobs_and_retry_back_offs_are_validated_and_shown() {
+    let h = Harness::new();
+    let before = h.snapshot().await;
+    let with_backoff = |backoff: Value| json!({"type": "x", "tasks": [{"task_id": "a", "type": "t", "retry_backoff": backoff}]});
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"type": "x", "input": "i", "run_at": "tomorrow"}),
+            "run_at must be an RFC 3339 timestamp",
+        ),
+        (
+            json!({"type": "x", "input": "i", "run_at": "2099-01-01T00:00:00Z"}),
+            "run_at must be at most a year ahead",
+        ),
+        (
+            json!({"type": "x", "input": "i", "run_at": "2026-12-01T00:00:00Z", "delay_seconds": 5}),
+            "give run_at or delay_seconds, not both",
+        ),
+        (
+            json!({"type": "x", "input": "i", "delay_seconds": -1}),
+            "delay_seconds must be an integer from 0 to 31536000",
+        ),
+        (
+            json!({"type": "x", "input": "i", "delay_seconds": "soon"}),
+            "delay_seconds must be an integer from 0 to 31536000",
+        ),
+        (
+            with_backoff(json!("fast")),
+            "tasks[0].retry_backoff must be an object with initial_ms and max_ms",
+        ),
+        (
+            with_backoff(json!({"initial_ms": 100})),
+            "tasks[0].retry_backoff.max_ms is required",
+        ),
+        (
+            with_backoff(json!({"initial_ms": -1, "max_ms": 5})),
+            "tasks[0].retry_backoff.initial_ms must be an integer from 0 to 86400000",
+        ),
+        (
+            with_backoff(json!({"initial_ms": 500, "max_ms": 100})),
+            "tasks[0].retry_backoff.max_ms must be at least tasks[0].retry_backoff.initial_ms",
+        ),
+    ];
+    for (body, message) in cases {
+        h.post_json("/v1/jobs", &body)
+            .token(ACME)
+            .send()
+            .await
+            .expect_error(400, message);
+    }
+    h.assert_unchanged(&before, "refused delays and back-offs")
+        .await;
+
+    // A delayed job is stored at once and shows when it starts; nothing is handed out before.
+    let delayed = h
+        .submit(json!({"type": "x", "input": "later", "delay_seconds": 3600}))
+        .await;
+    let job = h.job(&delayed).await;
+    assert_eq!(job["status"], "Queued");
+    let first = &h.tasks(&delayed).await[0];
+    let created = Timestamp::parse_rfc3339(first["created_at"].as_str().expect("created")).unwrap();
+    let starts =
+        Timestamp::parse_rfc3339(first["next_attempt_at"].as_str().expect("shown")).unwrap();
+    assert_eq!(starts, created.plus(Duration::from_secs(3600)));
+    h.register("w").await;
+    assert!(h.poll("w", 10).await.is_empty(), "not before its start");
+
+    // A task's own back-off: after a failure it shows when it will be retried.
+    let retried = h
+        .submit(with_backoff(json!({"initial_ms": 60000, "max_ms": 60000})))
+        .await;
+    let assigned = h.poll_one("w").await;
+    assert_eq!(assigned["job_id"], retried.as_str());
+    h.fail("w", &assigned).await;
+    let task = h.task(&retried, "a").await;
+    assert_eq!(task["status"], "Queued");
+    let failed_at = Timestamp::parse_rfc3339(task["updated_at"].as_str().unwrap()).unwrap();
+    let retry_at =
+        Timestamp::parse_rfc3339(task["next_attempt_at"].as_str().expect("shown")).unwrap();
+    assert!(retry_at > failed_at && retry_at <= failed_at.plus(Duration::from_secs(60)));
+    assert!(
+        h.poll("w", 10).await.is_empty(),
+        "not before its back-off ends"
+    );
 }

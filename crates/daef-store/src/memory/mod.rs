@@ -468,7 +468,9 @@ impl JobEntry {
         let mut enqueue = Vec::new();
         for task in self.tasks.values_mut().filter(|t| t.is_dispatchable()) {
             idx.update_task(task, |t| transition::mark_dispatchable(t, now, timing));
-            enqueue.push((task.task_ref(), task.priority));
+            if task.is_due(now) {
+                enqueue.push((task.task_ref(), task.priority));
+            }
         }
         enqueue
     }
@@ -802,7 +804,8 @@ impl Store for MemoryStore {
                 });
             }
             Some(AttemptOutcome::Retry) => {
-                if dispatching {
+                // A retry that waits for its back-off is enqueued by the reconciler when due.
+                if dispatching && task.is_due(now) {
                     enqueue.push((task.task_ref(), task.priority));
                 }
             }
@@ -859,8 +862,9 @@ impl Store for MemoryStore {
                 transition::fail_attempt(t, &cause, None, dispatching, now, timing)
             });
             let priority = task.priority;
+            let due_now = task.is_due(now);
             let enqueue = match outcome {
-                AttemptOutcome::Retry => dispatching.then(|| (key.clone(), priority)),
+                AttemptOutcome::Retry => (dispatching && due_now).then(|| (key.clone(), priority)),
                 AttemptOutcome::DeadLettered => {
                     entry.task_dead_lettered(idx, &key.task_id, now);
                     None

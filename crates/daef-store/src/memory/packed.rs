@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use daef_core::model::{Job, JobId, JobStatus, Priority, Task, TaskStatus};
+use daef_core::model::{Job, JobId, JobStatus, Priority, RetryBackoff, Task, TaskStatus};
 use daef_core::{Error, Result, Timestamp};
 
 /// Packs a job and its tasks (the job id is the caller's key and is not stored).
@@ -64,6 +64,9 @@ pub(super) fn pack<'a>(job: &Job, tasks: impl ExactSizeIterator<Item = &'a Task>
         w.opt_ts(t.dead_lettered_at);
         w.opt_ts(t.redispatch_at);
         w.uint(t.redispatch_count);
+        w.uint(t.retry_backoff.initial_ms);
+        w.uint(t.retry_backoff.max_ms);
+        w.opt_ts(t.next_attempt_at);
         w.ts(t.created_at);
         w.ts(t.updated_at);
     }
@@ -145,6 +148,11 @@ fn task(r: &mut Reader<'_>, job_id: &JobId) -> Result<Task> {
         dead_lettered_at: r.opt_ts()?,
         redispatch_at: r.opt_ts()?,
         redispatch_count: r.uint()?,
+        retry_backoff: RetryBackoff {
+            initial_ms: r.uint()?,
+            max_ms: r.uint()?,
+        },
+        next_attempt_at: r.opt_ts()?,
         created_at: r.ts()?,
         updated_at: r.ts()?,
     })
@@ -411,6 +419,11 @@ mod tests {
             dead_lettered_at: None,
             redispatch_at: Some(at(-5)),
             redispatch_count: 7,
+            retry_backoff: RetryBackoff {
+                initial_ms: 250,
+                max_ms: 9_000,
+            },
+            next_attempt_at: Some(at(7)),
             created_at: at(1),
             updated_at: at(4),
         };

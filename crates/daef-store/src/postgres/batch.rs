@@ -450,7 +450,8 @@ impl Locked {
                 transition::job_task_completed(&mut job.row, sink_output.as_deref(), now);
             }
             Some(AttemptOutcome::Retry) => {
-                if dispatching {
+                // A retry that waits for its back-off is enqueued by the reconciler when due.
+                if dispatching && task.row.is_due(now) {
                     enqueue.push((task.row.task_ref(), task.row.priority));
                 }
             }
@@ -577,6 +578,7 @@ struct TaskColumns<'a> {
     redispatch_count: Vec<i32>,
     pending_dependencies: Vec<i32>,
     updated_at: Vec<OffsetDateTime>,
+    next_attempt_at: Vec<Option<OffsetDateTime>>,
 }
 
 impl<'a> TaskColumns<'a> {
@@ -601,6 +603,7 @@ impl<'a> TaskColumns<'a> {
             c.redispatch_count.push(int(t.redispatch_count));
             c.pending_dependencies.push(int(t.pending_dependencies));
             c.updated_at.push(t.updated_at.datetime());
+            c.next_attempt_at.push(ts(t.next_attempt_at));
         }
         c
     }
@@ -609,7 +612,7 @@ impl<'a> TaskColumns<'a> {
         self.job_id.len()
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 18] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
         [
             &self.job_id,
             &self.task_id,
@@ -629,6 +632,7 @@ impl<'a> TaskColumns<'a> {
             &self.redispatch_count,
             &self.pending_dependencies,
             &self.updated_at,
+            &self.next_attempt_at,
         ]
     }
 }
@@ -740,6 +744,9 @@ pub(super) fn tasks_json(tasks: &[Task]) -> impl Iterator<Item = serde_json::Val
             "dead_lettered_at": ts(task.dead_lettered_at),
             "redispatch_at": ts(task.redispatch_at),
             "redispatch_count": task.redispatch_count,
+            "backoff_initial_ms": task.retry_backoff.initial_ms,
+            "backoff_max_ms": task.retry_backoff.max_ms,
+            "next_attempt_at": ts(task.next_attempt_at),
             "created_at": task.created_at.to_string(),
             "updated_at": task.updated_at.to_string(),
         })

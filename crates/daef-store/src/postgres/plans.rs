@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use daef_core::Timestamp;
-use daef_core::model::{Job, JobId, JobStatus, Priority, Task, TaskStatus};
+use daef_core::model::{Job, JobId, JobStatus, Priority, RetryBackoff, Task, TaskStatus};
 use daef_core::ports::Store;
 use daef_testenv::postgres::{connect, fresh_schema};
 use tokio_postgres::types::ToSql;
@@ -47,6 +47,8 @@ fn job(i: usize) -> (Job, Vec<Task>) {
             dead_lettered_at: None,
             redispatch_at: (t == 0).then(|| now.plus(Duration::from_secs(10))),
             redispatch_count: 0,
+            retry_backoff: RetryBackoff::default(),
+            next_attempt_at: None,
             created_at: now,
             updated_at: now,
         })
@@ -296,7 +298,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
             sql::UPDATE_BATCH_TASKS,
             vec![
                 &jobs, &tasks, &statuses, &statuses, &ints, &texts, &texts, &times, &times, &texts,
-                &texts, &texts, &texts, &times, &times, &ints, &ints, &times, &two,
+                &texts, &texts, &texts, &times, &times, &ints, &ints, &times, &times, &two,
             ],
             true,
         ),
@@ -348,7 +350,16 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         (
             "expire_leases: FAIL_EXPIRED",
             sql::FAIL_EXPIRED,
-            vec![&job, &"t00", &"expired", &now, &yes, &later, &"lease-1-x"],
+            vec![
+                &job,
+                &"t00",
+                &"expired",
+                &now,
+                &yes,
+                &later,
+                &"lease-1-x",
+                &later,
+            ],
             true,
         ),
         (
@@ -390,7 +401,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         (
             "requeue_dead: REDISPATCH_READY",
             sql::REDISPATCH_READY,
-            vec![&jobs, &later],
+            vec![&jobs, &later, &now],
             true,
         ),
         (
@@ -482,7 +493,7 @@ async fn batch_plans_made_on_empty_tables_still_use_keys_once_they_grew() {
         ("LOCK_JOBS", sql::LOCK_JOBS, vec![none]),
         ("LOCK_BATCH_TASKS", sql::LOCK_BATCH_TASKS, vec![none; 4]),
         ("UPDATE_BATCH_TASKS", sql::UPDATE_BATCH_TASKS, {
-            let mut args = vec![none; 18];
+            let mut args = vec![none; 19];
             args.push("0");
             args
         }),
@@ -586,7 +597,7 @@ async fn a_write_back_that_misses_a_row_fails_and_changes_nothing() {
             sql::UPDATE_BATCH_TASKS,
             &[
                 &jobs, &task_ids, &read, &status, &ints, &texts, &texts, &times, &times, &texts,
-                &texts, &texts, &texts, &times, &times, &ints, &ints, &updated, &one,
+                &texts, &texts, &texts, &times, &times, &ints, &ints, &updated, &times, &one,
             ],
         )
         .await

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use daef_core::audit::AuditEvent;
 use daef_core::model::{
-    Job, JobId, Priority, Task, TaskRef, Worker, WorkerCapabilities, WorkerStats,
+    Job, JobId, Priority, RetryBackoff, Task, TaskRef, Worker, WorkerCapabilities, WorkerStats,
 };
 use daef_core::{Error, Result, Timestamp};
 use time::OffsetDateTime;
@@ -131,6 +131,11 @@ pub(super) fn task(row: &Row) -> Result<Task> {
         dead_lettered_at: get_opt_ts(row, "dead_lettered_at")?,
         redispatch_at: get_opt_ts(row, "redispatch_at")?,
         redispatch_count: get_u32(row, "redispatch_count")?,
+        retry_backoff: RetryBackoff {
+            initial_ms: get_u32(row, "backoff_initial_ms")?,
+            max_ms: get_u32(row, "backoff_max_ms")?,
+        },
+        next_attempt_at: get_opt_ts(row, "next_attempt_at")?,
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
     })

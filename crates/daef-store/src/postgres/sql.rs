@@ -20,7 +20,7 @@ macro_rules! task_columns {
          status, attempt, attempt_limit, pending_dependencies, worker_id, lease_id, \
          lease_expires_at, started_at, last_report_key, last_report_lease, \
          output_artifact_uri, error, dead_lettered_at, redispatch_at, redispatch_count, \
-         created_at, updated_at"
+         backoff_initial_ms, backoff_max_ms, next_attempt_at, created_at, updated_at"
     };
 }
 
@@ -64,12 +64,14 @@ pub(super) const INSERT_JOBS: &str = concat!(
              max_retries, timeout_sec, priority, status, attempt, attempt_limit, \
              pending_dependencies, worker_id, lease_id, lease_expires_at, started_at, \
              last_report_key, last_report_lease, output_artifact_uri, error, \
-             dead_lettered_at, redispatch_at, redispatch_count, created_at, updated_at) \
+             dead_lettered_at, redispatch_at, redispatch_count, backoff_initial_ms, \
+             backoff_max_ms, next_attempt_at, created_at, updated_at) \
          SELECT t.job_id, t.task_id, t.task_type, t.inputs, t.dependencies, t.dependents, \
              t.max_retries, t.timeout_sec, t.priority, t.status, t.attempt, t.attempt_limit, \
              t.pending_dependencies, t.worker_id, t.lease_id, t.lease_expires_at, \
              t.started_at, t.last_report_key, t.last_report_lease, t.output_artifact_uri, \
-             t.error, t.dead_lettered_at, t.redispatch_at, t.redispatch_count, t.created_at, \
+             t.error, t.dead_lettered_at, t.redispatch_at, t.redispatch_count, \
+             t.backoff_initial_ms, t.backoff_max_ms, t.next_attempt_at, t.created_at, \
              t.updated_at \
          FROM jsonb_to_recordset($2::jsonb) AS t(job_id TEXT, task_id TEXT, task_type TEXT, \
              inputs JSONB, dependencies TEXT[], dependents TEXT[], max_retries INTEGER, \
@@ -78,7 +80,8 @@ pub(super) const INSERT_JOBS: &str = concat!(
              lease_id TEXT, lease_expires_at TIMESTAMPTZ, started_at TIMESTAMPTZ, \
              last_report_key TEXT, last_report_lease TEXT, output_artifact_uri TEXT, \
              error TEXT, dead_lettered_at TIMESTAMPTZ, redispatch_at TIMESTAMPTZ, \
-             redispatch_count INTEGER, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) \
+             redispatch_count INTEGER, backoff_initial_ms INTEGER, backoff_max_ms INTEGER, \
+             next_attempt_at TIMESTAMPTZ, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) \
          WHERE t.job_id IN (SELECT job_id FROM new_jobs)) \
      SELECT job_id FROM new_jobs"
 );
@@ -202,13 +205,16 @@ pub(super) fn list_tasks(status: bool, worker: bool) -> (String, String) {
     )
 }
 
-/// The outcome of `fail_attempt` (`$4` now, `$5` job dispatching, `$6` now + orphan delay):
-/// back to `Queued` while attempts remain (dispatchable at once when the job is dispatching),
-/// else `Failed` and dead-lettered.
+/// The outcome of `fail_attempt` (`$4` now, `$5` job dispatching, `$6` when the reconciler is
+/// to enqueue it (its back-off's end, or now + orphan delay), `$8` the back-off's end or NULL):
+/// back to `Queued` while attempts remain (dispatchable when the job is dispatching, once its
+/// back-off is over), else `Failed` and dead-lettered.
 macro_rules! fail_attempt_outcome {
     () => {
         "lease_expires_at = NULL, updated_at = $4::timestamptz, \
          status = CASE WHEN attempt < attempt_limit THEN 'Queued' ELSE 'Failed' END, \
+         next_attempt_at = CASE WHEN attempt < attempt_limit \
+             THEN $8::timestamptz ELSE next_attempt_at END, \
          dead_lettered_at = CASE WHEN attempt < attempt_limit \
              THEN dead_lettered_at ELSE $4::timestamptz END, \
          redispatch_at = CASE WHEN attempt < attempt_limit AND $5::boolean \
@@ -218,9 +224,9 @@ macro_rules! fail_attempt_outcome {
     };
 }
 
-/// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` now + orphan delay,
-/// `$7` lease: `fail_attempt` for a lapsed lease, only while the lease is the one seen and
-/// still lapsed.
+/// `$1` job, `$2` task, `$3` error, `$4` now, `$5` job dispatching, `$6` when to enqueue,
+/// `$7` lease, `$8` the back-off's end: `fail_attempt` for a lapsed lease, only while the lease
+/// is the one seen and still lapsed.
 pub(super) const FAIL_EXPIRED: &str = concat!(
     "UPDATE tasks SET error = $3, ",
     fail_attempt_outcome!(),
@@ -271,18 +277,19 @@ pub(super) const UPDATE_BATCH_TASKS: &str = "WITH changed AS ( \
              output_artifact_uri = u.output_artifact_uri, error = u.error, \
              dead_lettered_at = u.dead_lettered_at, redispatch_at = u.redispatch_at, \
              redispatch_count = u.redispatch_count, \
-             pending_dependencies = u.pending_dependencies, updated_at = u.updated_at \
+             pending_dependencies = u.pending_dependencies, updated_at = u.updated_at, \
+             next_attempt_at = u.next_attempt_at \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], \
              $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
              $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::timestamptz[], \
-             $16::integer[], $17::integer[], $18::timestamptz[]) \
+             $16::integer[], $17::integer[], $18::timestamptz[], $19::timestamptz[]) \
              AS u(job_id, task_id, read_status, status, attempt, worker_id, lease_id, \
                  lease_expires_at, started_at, last_report_key, last_report_lease, \
                  output_artifact_uri, error, dead_lettered_at, redispatch_at, \
-                 redispatch_count, pending_dependencies, updated_at) \
+                 redispatch_count, pending_dependencies, updated_at, next_attempt_at) \
          WHERE t.job_id = u.job_id AND t.task_id = u.task_id AND t.status = u.read_status \
          RETURNING 1) \
-     SELECT 1 / (count(*) = $19)::integer AS all_matched FROM changed";
+     SELECT 1 / (count(*) = $20)::integer AS all_matched FROM changed";
 
 /// The changed jobs of a batch, pairwise arrays: `$1` job, `$2` the status read under the
 /// lock, then the new `status`, `message`, `result_artifact_uri`, `completed_tasks`,
@@ -388,7 +395,7 @@ pub(super) const REQUEUE_DEAD: &str = "WITH listed AS ( \
          JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
          WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
          ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
-     UPDATE tasks t SET status = 'Queued', dead_lettered_at = NULL, \
+     UPDATE tasks t SET status = 'Queued', dead_lettered_at = NULL, next_attempt_at = NULL, \
          attempt_limit = t.attempt + t.max_retries + 1, lease_expires_at = NULL, \
          updated_at = $3 \
      FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
@@ -412,15 +419,17 @@ pub(super) const DISCARD_DEAD: &str = "WITH listed AS ( \
 pub(super) const JOB_TASKS_DISCARDED: &str = "UPDATE jobs SET \
          dead_tasks = GREATEST(dead_tasks - $2, 0), updated_at = $3 WHERE job_id = $1";
 
-/// `$1` job ids, `$2` now + orphan delay: every dispatchable task of jobs that run again is
-/// dispatchable now (`mark_dispatchable`).
+/// `$1` job ids, `$2` now + orphan delay, `$3` now: every dispatchable task of jobs that run
+/// again is dispatchable (`mark_dispatchable`); those due now are returned, to be enqueued.
 pub(super) const REDISPATCH_READY: &str = "WITH ready AS ( \
          SELECT job_id, task_id FROM tasks \
          WHERE job_id = ANY($1) AND status = 'Queued' AND pending_dependencies = 0 \
          ORDER BY job_id, task_id FOR UPDATE) \
-     UPDATE tasks t SET redispatch_at = $2, redispatch_count = 0 \
+     UPDATE tasks t SET redispatch_at = CASE WHEN t.next_attempt_at > $3::timestamptz \
+             THEN t.next_attempt_at ELSE $2::timestamptz END, redispatch_count = 0 \
      FROM ready WHERE t.job_id = ready.job_id AND t.task_id = ready.task_id \
-     RETURNING t.job_id, t.task_id, t.priority";
+     RETURNING t.job_id, t.task_id, t.priority, \
+         (t.next_attempt_at IS NULL OR t.next_attempt_at <= $3::timestamptz) AS due";
 
 // ---- workers -------------------------------------------------------------------------------
 

@@ -361,6 +361,12 @@ impl PostgresStore {
             let dispatching = transition::job_is_dispatching(job);
             let cause = transition::expiry_cause(&task);
             let error = cause.message(&task);
+            // `fail_attempt`'s back-off, decided here as the other stores decide it.
+            let unit = task.lease_id.as_deref().map_or(0.0, transition::jitter_of);
+            let wait = transition::backoff_delay(task.attempt, task.retry_backoff, unit);
+            let next_attempt = (!wait.is_zero()).then(|| now.plus(wait));
+            let enqueue_at = next_attempt.map_or(redispatch_at, Timestamp::datetime);
+            let next_attempt_at = next_attempt.map(Timestamp::datetime);
             let Some(updated) = query_opt(
                 &tx,
                 sql::FAIL_EXPIRED,
@@ -370,8 +376,9 @@ impl PostgresStore {
                     &error,
                     &at,
                     &dispatching,
-                    &redispatch_at,
+                    &enqueue_at,
                     &task.lease_id,
+                    &next_attempt_at,
                 ],
             )
             .await?
@@ -381,7 +388,9 @@ impl PostgresStore {
             let outcome = attempt_outcome(&updated)?;
             let task_ref = task.task_ref();
             let enqueue = match outcome {
-                AttemptOutcome::Retry => dispatching.then(|| (task_ref.clone(), task.priority)),
+                // A retry that waits for its back-off is enqueued by the reconciler when due.
+                AttemptOutcome::Retry => (dispatching && next_attempt.is_none())
+                    .then(|| (task_ref.clone(), task.priority)),
                 AttemptOutcome::DeadLettered => {
                     let failed = Task {
                         error: Some(error),
@@ -477,9 +486,10 @@ impl PostgresStore {
         }
         if !resumed.is_empty() {
             let redispatch_at = now.plus(timing.orphan_after).datetime();
-            let ready = query(&tx, sql::REDISPATCH_READY, &[&resumed, &redispatch_at]).await?;
+            let ready = query(&tx, sql::REDISPATCH_READY, &[&resumed, &redispatch_at, &at]).await?;
             let mut enqueue = ready
                 .iter()
+                .filter(|row| row.try_get::<_, bool>("due").unwrap_or(true))
                 .map(rows::dispatch)
                 .collect::<Result<Vec<_>>>()?;
             let order = |r: &TaskRef| resumed.iter().position(|j| j == r.job_id.as_str());

@@ -80,6 +80,7 @@ pub(crate) fn job(
                     dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
                     max_retries: Some(max_retries),
                     timeout_sec: Some(timeout_sec),
+                    retry_backoff: None,
                 })
                 .collect(),
         ),
