@@ -29,8 +29,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use daef_core::model::{Assignment, Job, Report, Task, TaskRef};
-use daef_core::ports::{Dispatch, ReportEffects, ReportOutcome};
+use daef_core::model::{Assignment, Job, JobId, Report, Task, TaskRef};
+use daef_core::ports::{Dispatch, IdempotencyKey, ReportEffects, ReportOutcome};
 use daef_core::transition::{self, AttemptOutcome, ReportCheck, Timing};
 use daef_core::{Error, Resource, Result, Timestamp};
 use deadpool_postgres::{Object, Pool};
@@ -58,8 +58,12 @@ const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 
 /// An operation of the batched path.
 pub(super) enum Op {
-    /// `Store::insert_job`.
-    Insert { job: Job, tasks: Vec<Task> },
+    /// `Store::insert_job`, and `Store::insert_job_keyed` while its key is free.
+    Insert {
+        job: Job,
+        tasks: Vec<Task>,
+        key: Option<IdempotencyKey>,
+    },
     /// `Store::assign_many`: one poll's claimed tasks with their lease nonces.
     Assign {
         claims: Vec<(TaskRef, String)>,
@@ -78,6 +82,8 @@ pub(super) enum Op {
 /// What became of one operation of a committed batch.
 pub(super) enum Outcome {
     Inserted(Result<()>),
+    /// A keyed insert whose key was taken: nothing was stored; the caller reads the key.
+    KeyTaken,
     Assigned(Vec<Option<Assignment>>),
     Reported(Result<ReportOutcome>),
 }
@@ -249,6 +255,7 @@ async fn run_batch(client: &Object, ops: &[Op]) -> TxResult<Vec<Outcome>> {
     let mut inserting: HashSet<&str> = HashSet::new();
     let mut job_rows = Vec::new();
     let mut task_rows = Vec::new();
+    let mut key_rows = Vec::new();
     // What the reports and assignments name.
     let mut lock_jobs: BTreeSet<&str> = BTreeSet::new();
     let mut named_jobs: Vec<&str> = Vec::new();
@@ -257,9 +264,14 @@ async fn run_batch(client: &Object, ops: &[Op]) -> TxResult<Vec<Outcome>> {
     let mut reported_tasks: Vec<&str> = Vec::new();
     for op in ops {
         match op {
-            Op::Insert { job, tasks } => {
+            Op::Insert { job, tasks, key } => {
                 if inserting.insert(job.job_id.as_str()) {
-                    job_rows.push(job_json(job));
+                    let mut row = job_json(job);
+                    if let Some(key) = key {
+                        row["keyed"] = serde_json::Value::Bool(true);
+                        key_rows.push(key_json(key, &job.job_id));
+                    }
+                    job_rows.push(row);
                     task_rows.extend(tasks_json(tasks));
                 }
             }
@@ -282,13 +294,14 @@ async fn run_batch(client: &Object, ops: &[Op]) -> TxResult<Vec<Outcome>> {
     let lock_jobs: Vec<&str> = lock_jobs.into_iter().collect();
     let job_rows = serde_json::Value::Array(job_rows);
     let task_rows = serde_json::Value::Array(task_rows);
+    let key_rows = serde_json::Value::Array(key_rows);
 
     let (insert, lock_job_rows, lock_task_rows) = tokio::try_join!(
         client.prepare_cached(sql::INSERT_JOBS),
         client.prepare_cached(sql::LOCK_JOBS),
         client.prepare_cached(sql::LOCK_BATCH_TASKS),
     )?;
-    let insert_params: [&(dyn ToSql + Sync); 2] = [&job_rows, &task_rows];
+    let insert_params: [&(dyn ToSql + Sync); 3] = [&job_rows, &task_rows, &key_rows];
     let lock_task_params: [&(dyn ToSql + Sync); 4] =
         [&named_jobs, &named_tasks, &reported_jobs, &reported_tasks];
     // One round trip: Postgres runs them in this order (jobs locked before their tasks). A batch
@@ -361,15 +374,17 @@ async fn run_batch(client: &Object, ops: &[Op]) -> TxResult<Vec<Outcome>> {
     let mut first_insert: HashSet<&str> = HashSet::new();
     for op in ops {
         outcomes.push(match op {
-            Op::Insert { job, .. } => {
+            Op::Insert { job, key, .. } => {
                 let id = job.job_id.as_str();
-                Some(Outcome::Inserted(
-                    if first_insert.insert(id) && inserted.contains(id) {
-                        Ok(())
-                    } else {
-                        Err(Error::conflict(format!("job {id} already exists")))
-                    },
-                ))
+                let first = first_insert.insert(id);
+                Some(if first && inserted.contains(id) {
+                    Outcome::Inserted(Ok(()))
+                } else if first && key.is_some() {
+                    // Its key was taken (by an earlier submit, or one in this batch).
+                    Outcome::KeyTaken
+                } else {
+                    Outcome::Inserted(Err(Error::conflict(format!("job {id} already exists"))))
+                })
             }
             Op::Report {
                 report,
@@ -684,9 +699,21 @@ impl<'a> JobColumns<'a> {
     }
 }
 
-/// A job as one object of [`sql::INSERT_JOBS`]'s first JSON array.
+/// An idempotency key as one object of [`sql::INSERT_JOBS`]'s third JSON array.
+pub(super) fn key_json(key: &IdempotencyKey, job_id: &JobId) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": key.tenant,
+        "key": key.key,
+        "body_hash": key.body_hash,
+        "job_id": job_id.as_str(),
+        "expires_at": key.expires_at.to_string(),
+    })
+}
+
+/// A job as one object of [`sql::INSERT_JOBS`]'s first JSON array (`keyed` false).
 pub(super) fn job_json(job: &Job) -> serde_json::Value {
     serde_json::json!({
+        "keyed": false,
         "job_id": job.job_id.as_str(),
         "tenant": job.tenant,
         "job_type": job.job_type,

@@ -184,7 +184,7 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         (
             "batch: INSERT_JOBS",
             sql::INSERT_JOBS,
-            vec![&json, &json],
+            vec![&json, &json, &json],
             true,
         ),
         ("job: SELECT_JOB", sql::SELECT_JOB, vec![&job], true),

@@ -41,12 +41,21 @@ pub(super) const AUDIT_COLUMNS: &str = audit_columns!();
 
 // ---- jobs ----------------------------------------------------------------------------------
 
-/// `$1` a JSON array of job objects (the columns of [`JOB_COLUMNS`]), `$2` a JSON array of
-/// their task objects (the columns below, with `job_id`): the jobs of a batch of submits and
-/// their whole DAGs in one statement. A job whose id is taken is skipped with its tasks, and
-/// its id is missing from the result (`job_id` of each job inserted).
+/// `$1` a JSON array of job objects (the columns of [`JOB_COLUMNS`] and `keyed`), `$2` a JSON
+/// array of their task objects (the columns below, with `job_id`), `$3` a JSON array of the
+/// idempotency keys of the keyed jobs (`tenant`, `key`, `body_hash`, `job_id`, `expires_at`):
+/// the jobs of a batch of submits and their whole DAGs in one statement. A keyed job is
+/// inserted only when its key was free and is now claimed for it; a job whose id is taken is
+/// skipped with its tasks. The result is the `job_id` of each job inserted.
 pub(super) const INSERT_JOBS: &str = concat!(
-    "WITH new_jobs AS ( \
+    "WITH claimed AS ( \
+         INSERT INTO idempotency_keys (tenant, key, body_hash, job_id, expires_at) \
+         SELECT k.tenant, k.key, k.body_hash, k.job_id, k.expires_at \
+         FROM jsonb_to_recordset($3::jsonb) AS k(tenant TEXT, key TEXT, body_hash TEXT, \
+             job_id TEXT, expires_at TIMESTAMPTZ) \
+         ON CONFLICT (tenant, key) DO NOTHING \
+         RETURNING job_id), \
+     new_jobs AS ( \
          INSERT INTO jobs (",
     job_columns!(),
     ") SELECT j.job_id, j.tenant, j.job_type, j.input, j.policy, j.priority, j.status, \
@@ -56,7 +65,8 @@ pub(super) const INSERT_JOBS: &str = concat!(
              input TEXT, policy TEXT, priority TEXT, status TEXT, message TEXT, \
              result_artifact_uri TEXT, sink_task_id TEXT, task_count INTEGER, \
              completed_tasks INTEGER, dead_tasks INTEGER, created_at TIMESTAMPTZ, \
-             updated_at TIMESTAMPTZ) \
+             updated_at TIMESTAMPTZ, keyed BOOLEAN) \
+         WHERE NOT j.keyed OR j.job_id IN (SELECT job_id FROM claimed) \
          ON CONFLICT (job_id) DO NOTHING \
          RETURNING job_id), \
      new_tasks AS ( \

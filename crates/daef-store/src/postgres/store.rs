@@ -530,7 +530,8 @@ impl PostgresStore {
         }
         let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
         let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
-        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks])
+        let no_keys = serde_json::Value::Array(Vec::new());
+        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks, &no_keys])
             .await?
             .is_empty()
         {
@@ -645,6 +646,7 @@ impl Store for PostgresStore {
         let op = Op::Insert {
             job: job.clone(),
             tasks: tasks.to_vec(),
+            key: None,
         };
         match self.submits.run(op).await? {
             Outcome::Inserted(outcome) => outcome,
@@ -659,7 +661,20 @@ impl Store for PostgresStore {
         key: &IdempotencyKey,
         now: Timestamp,
     ) -> Result<KeyedInsert> {
-        with_retry!(self, client => Self::insert_job_keyed_tx(&mut client, job, tasks, key, now))
+        // A free key (the usual case) is claimed in the batch with the job, in the same commit.
+        let op = Op::Insert {
+            job: job.clone(),
+            tasks: tasks.to_vec(),
+            key: Some(key.clone()),
+        };
+        match self.submits.run(op).await? {
+            Outcome::Inserted(outcome) => outcome.map(|()| KeyedInsert::Inserted),
+            // Taken: read it (a replay, a conflict, or an expired key to rebind).
+            Outcome::KeyTaken => {
+                with_retry!(self, client => Self::insert_job_keyed_tx(&mut client, job, tasks, key, now))
+            }
+            _ => Err(mismatched()),
+        }
     }
 
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>> {
