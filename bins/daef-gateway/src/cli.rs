@@ -142,6 +142,10 @@ pub(crate) struct EngineArgs {
     /// The longest wait before a retry, in milliseconds.
     #[arg(long, env = "DAEF_RETRY_BACKOFF_MAX_MS", default_value_t = 300_000, value_parser = parse_with::<u32>("DAEF_RETRY_BACKOFF_MAX_MS", "a non-negative integer"))]
     pub(crate) retry_backoff_max_ms: u32,
+    /// Finished jobs (and expired idempotency keys) are deleted this many hours after they last
+    /// changed, by the reconciler in bounded batches; 0 keeps everything.
+    #[arg(long, env = "DAEF_RETENTION_HOURS", default_value_t = 168, value_parser = parse_with::<u64>("DAEF_RETENTION_HOURS", "a non-negative integer"))]
+    pub(crate) retention_hours: u64,
     /// Seconds a submit's Idempotency-Key names its job; a repeat within it creates nothing.
     #[arg(long, env = "DAEF_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400, value_parser = positive("DAEF_IDEMPOTENCY_TTL_SECONDS"))]
     pub(crate) idempotency_ttl_seconds: u64,
@@ -235,6 +239,7 @@ mod tests {
         assert_eq!(cli.engine.reconcile_interval_ms, 1000);
         assert_eq!(cli.engine.orphan_requeue_seconds, 10);
         assert_eq!(cli.engine.idempotency_ttl_seconds, 86_400);
+        assert_eq!(cli.engine.retention_hours, 168);
         assert_eq!(
             (
                 cli.engine.retry_backoff_initial_ms,
@@ -324,6 +329,7 @@ mod tests {
             "DAEF_IDEMPOTENCY_TTL_SECONDS",
             "DAEF_RETRY_BACKOFF_INITIAL_MS",
             "DAEF_RETRY_BACKOFF_MAX_MS",
+            "DAEF_RETENTION_HOURS",
             "DAEF_ADMIN_REQUEUE_MAX_BATCH",
             "DAEF_ADMIN_REQUEUE_RATE_LIMIT_PER_MIN",
             "DAEF_ADMIN_REQUEUE_CONFIRM_THRESHOLD",

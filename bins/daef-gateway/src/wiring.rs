@@ -34,6 +34,8 @@ pub(crate) async fn app(cli: &Cli) -> anyhow::Result<App> {
             },
         },
         idempotency_ttl: Duration::from_secs(cli.engine.idempotency_ttl_seconds),
+        retention: (cli.engine.retention_hours > 0)
+            .then(|| Duration::from_secs(cli.engine.retention_hours.saturating_mul(3_600))),
         ..EngineConfig::default()
     };
     let engine = Engine::new(store, queue, config);

@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub reconcile_batch: usize,
     /// How long a submit's `Idempotency-Key` names its job.
     pub idempotency_ttl: Duration,
+    /// Finished jobs are deleted this long after they last changed (`DAEF_RETENTION_HOURS`);
+    /// `None` keeps everything.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             claim_visibility: Duration::from_secs(30),
             reconcile_batch: 500,
             idempotency_ttl: Duration::from_secs(86_400),
+            retention: Some(Duration::from_secs(168 * 3_600)),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct ReconcileSummary {
     pub claims_requeued: u64,
     /// Unclaimed dispatchable tasks enqueued again.
     pub orphans_requeued: usize,
+    /// Finished jobs deleted by retention.
+    pub jobs_purged: u64,
     /// Steps that failed (logged); the others still ran.
     pub errors: usize,
 }
@@ -641,6 +647,26 @@ impl Engine {
             }
         } else {
             summary.errors += 1;
+        }
+
+        if let Some(retention) = self.config.retention {
+            match self.store.purge(now.minus(retention), now, batch).await {
+                Ok(purged) => {
+                    summary.jobs_purged = purged.jobs;
+                    if purged.jobs > 0 {
+                        counter!(metric::JOBS_PURGED_TOTAL).increment(purged.jobs);
+                        tracing::info!(
+                            jobs = purged.jobs,
+                            keys = purged.keys,
+                            "reconcile: retention deleted finished jobs"
+                        );
+                    }
+                }
+                Err(err) => {
+                    summary.errors += 1;
+                    tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "reconcile: retention failed");
+                }
+            }
         }
 
         self.refresh_gauges().await;

@@ -15,6 +15,8 @@ pub const QUEUE_NACKED_TOTAL: &str = "queue_nacked_total";
 pub const QUEUE_EXPIRED_REQUEUED_TOTAL: &str = "queue_expired_requeued_total";
 /// Dead letters requeued by operators (`queue_backend`).
 pub const DEAD_LETTER_REQUEUED_TOTAL: &str = "dead_letter_requeued_total";
+/// Finished jobs deleted by retention, with their tasks.
+pub const JOBS_PURGED_TOTAL: &str = "jobs_purged_total";
 /// Dead-letter tasks discarded by operators (`queue_backend`).
 pub const DEAD_LETTER_DISCARDED_TOTAL: &str = "dead_letter_discarded_total";
 /// References on the queue's dead list (`queue_backend`).
@@ -68,6 +70,10 @@ pub fn describe() {
     describe_counter!(
         DEAD_LETTER_REQUEUED_TOTAL,
         "Dead-letter tasks requeued by operators."
+    );
+    describe_counter!(
+        JOBS_PURGED_TOTAL,
+        "Finished jobs deleted with their tasks by retention (DAEF_RETENTION_HOURS)."
     );
     describe_counter!(
         DEAD_LETTER_DISCARDED_TOTAL,

@@ -20,6 +20,14 @@ impl JobId {
         Self(format!("job-{}", uuid::Uuid::now_v7()))
     }
 
+    /// The least id a job created at or after `at` can have: ids are `job-` and a UUID v7, whose
+    /// text starts with the creation time in milliseconds, so every job created before `at`
+    /// sorts below it. (Bounds the retention's search to jobs old enough to be purged.)
+    pub fn created_from(at: crate::time::Timestamp) -> Self {
+        let ms = u64::try_from(at.unix_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+        Self(format!("job-{:08x}-{:04x}", ms >> 16, ms & 0xffff))
+    }
+
     /// Wraps an id received from a client or read from a store. Any string is accepted:
     /// an id that was never issued simply finds nothing.
     pub fn new(id: impl Into<String>) -> Self {

@@ -68,6 +68,15 @@ pub struct StoredKey {
     pub expires_at: Timestamp,
 }
 
+/// What one retention pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Finished jobs deleted, with their tasks.
+    pub jobs: u64,
+    /// Expired idempotency keys deleted.
+    pub keys: u64,
+}
+
 /// What a submit with an idempotency key did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyedInsert {
@@ -205,6 +214,12 @@ pub trait Store: Send + Sync + Debug + 'static {
         key: &IdempotencyKey,
         now: Timestamp,
     ) -> Result<KeyedInsert>;
+
+    /// Retention: deletes up to `limit` jobs that [`crate::transition::is_purgeable`] before
+    /// `before`, oldest first, with their tasks, and up to `limit` idempotency keys expired at
+    /// `now`. Runs in one replica at a time (a replica that finds another purging does
+    /// nothing) and never holds long locks.
+    async fn purge(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Purged>;
 
     /// One job.
     async fn job(&self, job_id: &JobId) -> Result<Option<Job>>;

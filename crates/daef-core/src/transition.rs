@@ -527,6 +527,17 @@ pub fn requeue_dead(task: &mut Task, now: Timestamp) -> bool {
     true
 }
 
+/// Whether retention may delete `job` (with its tasks): it is finished (completed, canceled,
+/// or failed with no dead letter left to requeue) and has not changed since `before`.
+pub fn is_purgeable(job: &Job, before: Timestamp) -> bool {
+    let finished = match job.status {
+        JobStatus::Completed | JobStatus::Canceled => true,
+        JobStatus::Failed => job.dead_tasks == 0,
+        JobStatus::Queued | JobStatus::Running => false,
+    };
+    finished && job.updated_at < before
+}
+
 /// What an idempotent submit finds under its key: `None` when the job is to be stored (no key,
 /// or one that expired by `now`), else the earlier job, replayed when the bodies match.
 pub fn keyed_replay(

@@ -30,6 +30,7 @@ mod jobs;
 mod leases;
 mod reconciler;
 mod reports;
+mod retention;
 mod workers;
 
 pub use audit::*;
@@ -39,6 +40,7 @@ pub use jobs::*;
 pub use leases::*;
 pub use reconciler::*;
 pub use reports::*;
+pub use retention::*;
 pub use workers::*;
 
 /// Lease 15 s, orphan re-enqueue after 10 s: the gateway's defaults; failed attempts retried at
@@ -270,6 +272,7 @@ macro_rules! store_suite {
             failed_attempts_wait_for_their_back_off,
             lapsed_leases_wait_for_their_back_off,
             delayed_jobs_are_dispatched_from_their_start,
+            retention_deletes_old_finished_jobs_and_expired_keys,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

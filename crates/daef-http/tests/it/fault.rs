@@ -13,8 +13,8 @@ use daef_core::model::{
     WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, RateDecision,
-    RateLimiter, ReportOutcome, RequeueOutcome, Store, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
+    RateDecision, RateLimiter, ReportOutcome, RequeueOutcome, Store, TaskQuery,
 };
 use daef_core::transition::{CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
@@ -76,6 +76,11 @@ impl Store for FaultyStore {
     async fn insert_job(&self, job: &Job, tasks: &[Task]) -> Result<()> {
         self.check("insert_job")?;
         self.inner.insert_job(job, tasks).await
+    }
+
+    async fn purge(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Purged> {
+        self.check("purge")?;
+        self.inner.purge(before, now, limit).await
     }
 
     async fn insert_job_keyed(

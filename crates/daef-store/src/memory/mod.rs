@@ -22,8 +22,8 @@ use daef_core::model::{
     WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, ReportEffects,
-    ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
+    ReportEffects, ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
 };
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, ReportCheck, Timing};
 use daef_core::{Error, Resource, Result, Timestamp};
@@ -71,6 +71,8 @@ struct Inner {
     audit: Vec<AuditEvent>,
     /// Submits' idempotency keys, by tenant and key.
     keys: HashMap<(String, String), StoredKey>,
+    /// The keys by expiry, for retention.
+    key_expiry: BTreeSet<(Timestamp, (String, String))>,
 }
 
 /// One stored job.
@@ -89,13 +91,16 @@ struct Packed {
     len: u32,
 }
 
-/// Append-only storage for packed jobs, in large segments. Completed jobs are never changed or
-/// removed, so they need no allocation of their own: a few hundred bytes each, kept apart from
-/// the short-lived allocations of requests, they would otherwise fragment the heap until every
-/// allocation of the process slowed down as the history grew.
+/// Storage for packed jobs, in large segments. Completed jobs are never changed, so they need
+/// no allocation of their own: a few hundred bytes each, kept apart from the short-lived
+/// allocations of requests, they would otherwise fragment the heap until every allocation of
+/// the process slowed down as the history grew. Retention frees them: a segment whose jobs are
+/// all gone is released (jobs complete, and so age out, roughly in the order they were packed).
 #[derive(Default)]
 struct Arena {
     segments: Vec<Vec<u8>>,
+    /// Bytes of each segment still holding a job.
+    live: Vec<usize>,
 }
 
 /// Size of one arena segment (large enough to be mapped on its own, outside the heap).
@@ -110,17 +115,37 @@ impl Arena {
         if !fits {
             self.segments
                 .push(Vec::with_capacity(SEGMENT_BYTES.max(bytes.len())));
+            self.live.push(0);
         }
         let segment = self.segments.len() - 1;
         let buf = &mut self.segments[segment];
         let offset = buf.len();
         buf.extend_from_slice(bytes);
+        self.live[segment] += bytes.len();
         // Segments hold at most max(1 MiB, one job) bytes and number far fewer than 2^32.
         Packed {
             segment: segment as u32,
             offset: offset as u32,
             len: bytes.len() as u32,
         }
+    }
+
+    /// Forgets a packed job; a full segment with nothing left in it is released.
+    fn free(&mut self, at: Packed) {
+        let i = at.segment as usize;
+        let Some(live) = self.live.get_mut(i) else {
+            return;
+        };
+        *live = live.saturating_sub(at.len as usize);
+        if *live == 0 && i + 1 < self.segments.len() {
+            self.segments[i] = Vec::new();
+        }
+    }
+
+    /// Bytes the segments hold allocated.
+    #[cfg(test)]
+    fn allocated(&self) -> usize {
+        self.segments.iter().map(Vec::capacity).sum()
     }
 
     fn get(&self, at: Packed) -> Result<&[u8]> {
@@ -236,6 +261,22 @@ impl Indexes {
             .entry(job.status)
             .or_default()
             .insert(Arc::clone(id));
+    }
+
+    fn remove_job(&mut self, id: &str, job: &Job) {
+        self.jobs.remove(id);
+        if let Some(set) = self.jobs_by_status.get_mut(&job.status) {
+            set.remove(id);
+        }
+        if let Some(tenant) = self.jobs_by_tenant.get_mut(job.tenant.as_str()) {
+            tenant.all.remove(id);
+            if let Some(set) = tenant.by_status.get_mut(&job.status) {
+                set.remove(id);
+            }
+            if tenant.all.is_empty() {
+                self.jobs_by_tenant.remove(job.tenant.as_str());
+            }
+        }
     }
 
     /// Moves a job between status sets; the only job field the indexes depend on that changes.
@@ -533,6 +574,65 @@ impl Store for MemoryStore {
         self.lock().insert_job(job, tasks)
     }
 
+    async fn purge(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Purged> {
+        let mut inner = self.lock();
+        let bound = JobId::created_from(before);
+        // Only jobs created before `before` can have finished before it: the id bound keeps the
+        // search to them, in id (creation) order.
+        let mut candidates: Vec<(Arc<str>, Job)> = Vec::new();
+        for status in [JobStatus::Completed, JobStatus::Canceled, JobStatus::Failed] {
+            let Some(set) = inner.idx.jobs_by_status.get(&status) else {
+                continue;
+            };
+            let mut found = 0;
+            for id in set.range::<str, _>((Bound::Unbounded, Bound::Excluded(bound.as_str()))) {
+                if found == limit {
+                    break;
+                }
+                let Some(slot) = inner.jobs.get(id) else {
+                    continue;
+                };
+                let job = slot.job(id, &inner.done)?;
+                if transition::is_purgeable(&job, before) {
+                    candidates.push((Arc::clone(id), job));
+                    found += 1;
+                }
+            }
+        }
+        // The oldest first, across the statuses.
+        candidates.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        candidates.truncate(limit);
+        let mut purged = Purged::default();
+        for (id, job) in candidates {
+            let Inner {
+                jobs, done, idx, ..
+            } = &mut *inner;
+            match jobs.remove(&id) {
+                Some(Slot::Live(entry)) => {
+                    for task in entry.tasks.values() {
+                        idx.remove_task(task);
+                    }
+                }
+                Some(Slot::Done(at)) => done.free(at),
+                None => continue,
+            }
+            idx.remove_job(&id, &job);
+            purged.jobs += 1;
+        }
+        while (purged.keys as usize) < limit {
+            let Some((expires, key)) = inner.key_expiry.first().cloned() else {
+                break;
+            };
+            if expires > now {
+                break;
+            }
+            inner.key_expiry.remove(&(expires, key.clone()));
+            inner.keys.remove(&key);
+            purged.keys += 1;
+        }
+        Ok(purged)
+    }
+
     async fn insert_job_keyed(
         &self,
         job: &Job,
@@ -546,14 +646,20 @@ impl Store for MemoryStore {
             return Ok(found);
         }
         inner.insert_job(job, tasks)?;
-        inner.keys.insert(
-            id,
+        inner.key_expiry.insert((key.expires_at, id.clone()));
+        let replaced = inner.keys.insert(
+            id.clone(),
             StoredKey {
                 body_hash: key.body_hash.clone(),
                 job_id: job.job_id.clone(),
                 expires_at: key.expires_at,
             },
         );
+        if let Some(old) = replaced
+            && old.expires_at != key.expires_at
+        {
+            inner.key_expiry.remove(&(old.expires_at, id));
+        }
         Ok(KeyedInsert::Inserted)
     }
 
@@ -1024,5 +1130,38 @@ impl Store for MemoryStore {
             .unwrap_or(usize::MAX)
             .min(inner.audit.len());
         Ok(inner.audit[start..].iter().take(limit).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod arena_tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_whose_jobs_are_all_freed_is_released() {
+        let mut arena = Arena::default();
+        let job = vec![7u8; 100_000];
+        // 25 jobs: segments of ten, ten and five.
+        let packed: Vec<Packed> = (0..25).map(|_| arena.push(&job)).collect();
+        assert_eq!(arena.segments.len(), 3);
+        let full = arena.allocated();
+        for at in &packed[..9] {
+            arena.free(*at);
+        }
+        assert_eq!(arena.allocated(), full, "a segment with a job left stays");
+        arena.free(packed[9]);
+        assert_eq!(
+            arena.allocated(),
+            full - SEGMENT_BYTES,
+            "the first segment is released"
+        );
+        assert!(arena.get(packed[10]).is_ok(), "the others still read");
+        for at in &packed[20..] {
+            arena.free(*at);
+        }
+        assert!(
+            arena.get(packed[19]).is_ok(),
+            "the segment being filled is kept"
+        );
     }
 }

@@ -189,6 +189,18 @@ async fn hot_path_statements_never_scan_a_whole_table() {
         ),
         ("job: SELECT_JOB", sql::SELECT_JOB, vec![&job], true),
         (
+            "retention: PURGE_JOBS",
+            sql::PURGE_JOBS,
+            vec![&"job-00000000-0000", &now, &n100],
+            true,
+        ),
+        (
+            "retention: PURGE_KEYS",
+            sql::PURGE_KEYS,
+            vec![&now, &n100],
+            true,
+        ),
+        (
             "heartbeat: SELECT_LISTED_TASKS",
             sql::SELECT_LISTED_TASKS,
             vec![&listed_jobs, &listed_tasks],

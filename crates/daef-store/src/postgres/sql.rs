@@ -102,6 +102,26 @@ pub(super) const CLAIM_KEY: &str = "INSERT INTO idempotency_keys \
          (tenant, key, body_hash, job_id, expires_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (tenant, key) DO NOTHING RETURNING job_id";
 
+/// Retention runs in one replica at a time: this transaction-scoped lock says which.
+pub(super) const TRY_RETENTION_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtext('daef:retention')) AS locked";
+
+/// `$1` the least id of a job created at `$2` or later, `$2` purge jobs last changed before
+/// this, `$3` limit: deletes the oldest finished jobs (`transition::is_purgeable`: completed,
+/// canceled, or failed with no dead task) with their tasks (`ON DELETE CASCADE`), skipping
+/// rows another transaction holds.
+pub(super) const PURGE_JOBS: &str = "DELETE FROM jobs WHERE job_id IN ( \
+         SELECT job_id FROM jobs \
+         WHERE status IN ('Completed', 'Canceled', 'Failed') AND job_id < $1 \
+           AND updated_at < $2 AND (status <> 'Failed' OR dead_tasks = 0) \
+         ORDER BY job_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING job_id";
+
+/// `$1` now, `$2` limit: deletes the oldest expired idempotency keys.
+pub(super) const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE (tenant, key) IN ( \
+         SELECT tenant, key FROM idempotency_keys WHERE expires_at <= $1 \
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
 /// `$1` tenant, `$2` key: a taken key, locked until the transaction ends.
 pub(super) const LOCK_KEY: &str = "SELECT body_hash, job_id, expires_at FROM idempotency_keys \
      WHERE tenant = $1 AND key = $2 FOR UPDATE";

@@ -16,8 +16,8 @@ use daef_core::model::{
     WorkerCapabilities, WorkerStats,
 };
 use daef_core::ports::{
-    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, ReportOutcome,
-    RequeueOutcome, Store, StoredKey, TaskQuery,
+    AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
+    ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
 };
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
@@ -500,6 +500,36 @@ impl PostgresStore {
         Ok(outcome)
     }
 
+    /// [`Store::purge`] in one short transaction, when no other replica runs it.
+    async fn purge_tx(
+        client: &mut Client,
+        before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> TxResult<Purged> {
+        let tx = client.transaction().await?;
+        let locked: bool = rows::get(
+            &query_one(&tx, sql::TRY_RETENTION_LOCK, &[]).await?,
+            "locked",
+        )?;
+        if !locked {
+            tx.commit().await?;
+            return Ok(Purged::default());
+        }
+        let bound = JobId::created_from(before);
+        let limit = bigint(limit);
+        let jobs = query(
+            &tx,
+            sql::PURGE_JOBS,
+            &[&bound.as_str(), &before.datetime(), &limit],
+        )
+        .await?
+        .len() as u64;
+        let keys = execute(&tx, sql::PURGE_KEYS, &[&now.datetime(), &limit]).await?;
+        tx.commit().await?;
+        Ok(Purged { jobs, keys })
+    }
+
     /// [`Store::insert_job_keyed`]: the key row, claimed or locked, and the job in one
     /// transaction, so two replicas given the same key store one job.
     async fn insert_job_keyed_tx(
@@ -652,6 +682,10 @@ impl Store for PostgresStore {
             Outcome::Inserted(outcome) => outcome,
             _ => Err(mismatched()),
         }
+    }
+
+    async fn purge(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Purged> {
+        with_retry!(self, client => Self::purge_tx(&mut client, before, now, limit))
     }
 
     async fn insert_job_keyed(
