@@ -500,8 +500,16 @@ mod tests {
         let before = Timestamp::now().minus(Duration::from_millis(5));
         let id = JobId::generate();
         let after = Timestamp::now().plus(Duration::from_millis(5));
-        assert!(JobId::created_from(before) < id, "{id} vs {}", JobId::created_from(before));
-        assert!(id < JobId::created_from(after), "{id} vs {}", JobId::created_from(after));
+        assert!(
+            JobId::created_from(before) < id,
+            "{id} vs {}",
+            JobId::created_from(before)
+        );
+        assert!(
+            id < JobId::created_from(after),
+            "{id} vs {}",
+            JobId::created_from(after)
+        );
         assert_eq!(
             JobId::created_from(Timestamp::from_unix_micros(0x0193_a0c2_7a4e * 1_000)).as_str(),
             "job-0193a0c2-7a4e"
