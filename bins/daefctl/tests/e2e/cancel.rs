@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use daef_client::model::TaskFilter;
-use daef_core::model::{JobId, JobStatus, TaskStatus};
+use daef_core::model::{JobStatus, TaskStatus};
 
 use crate::harness::{Gateway, Scratch, eventually, fast_leases};
 
@@ -30,26 +30,13 @@ async fn canceling_a_job_stops_its_running_command() {
             ("E2E_PIDS", pids.display().to_string()),
         ],
     );
-    let tasks = scratch.path("tasks.json");
-    std::fs::write(
-        &tasks,
-        r#"[{"task_id":"long","type":"tool_execution","max_retries":0,"timeout_sec":600}]"#,
-    )
-    .expect("tasks file");
-    let out = gw
-        .daefctl(
-            None,
-            &[
-                "submit",
-                "--type",
-                "batch",
-                "--tasks",
-                tasks.to_str().expect("path"),
-            ],
+    let job = gw
+        .submit_tasks(
+            &scratch,
+            r#"[{"task_id":"long","type":"tool_execution","max_retries":0,"timeout_sec":600}]"#,
+            &[],
         )
-        .await
-        .code(0);
-    let job = JobId::new(out.stdout.trim());
+        .await;
     let c = gw.client(None);
     let running: Vec<i32> = eventually("the command to start", Duration::from_secs(10), || async {
         let text = std::fs::read_to_string(&pids).ok()?;

@@ -298,6 +298,23 @@ impl Gateway {
     pub(crate) async fn daefctl(&self, token: Option<&str>, args: &[&str]) -> Out {
         daefctl_at(&self.url, token, args).await
     }
+
+    /// Submits a `batch` job of the explicit DAG `tasks` (JSON) with `daefctl submit --tasks`
+    /// and `extra` arguments, and returns its id.
+    pub(crate) async fn submit_tasks(
+        &self,
+        scratch: &Scratch,
+        tasks: &str,
+        extra: &[&str],
+    ) -> daef_core::model::JobId {
+        let file = scratch.path("tasks.json");
+        std::fs::write(&file, tasks).expect("tasks file");
+        let path = file.to_str().expect("path");
+        let mut args = vec!["submit", "--type", "batch", "--tasks", path];
+        args.extend_from_slice(extra);
+        let out = self.daefctl(None, &args).await.code(0);
+        daef_core::model::JobId::new(out.stdout.trim())
+    }
 }
 
 /// Runs daefctl against `url` to completion.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use daef_client::model::TaskFilter;
-use daef_core::model::{JobId, JobStatus, TaskStatus};
+use daef_core::model::{JobStatus, TaskStatus};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -35,26 +35,13 @@ async fn a_killed_workers_lease_lapses_and_another_worker_finishes_the_task() {
         ],
     );
 
-    let tasks = scratch.path("tasks.json");
-    std::fs::write(
-        &tasks,
-        r#"[{"task_id":"work","type":"tool_execution","max_retries":2,"timeout_sec":600}]"#,
-    )
-    .expect("tasks file");
-    let out = gw
-        .daefctl(
-            None,
-            &[
-                "submit",
-                "--type",
-                "batch",
-                "--tasks",
-                tasks.to_str().expect("path"),
-            ],
+    let job = gw
+        .submit_tasks(
+            &scratch,
+            r#"[{"task_id":"work","type":"tool_execution","max_retries":2,"timeout_sec":600}]"#,
+            &[],
         )
-        .await
-        .code(0);
-    let job = JobId::new(out.stdout.trim());
+        .await;
     let c = gw.client(None);
     let running = eventually(
         "the doomed worker to start the task",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use daef_core::Timestamp;
-use daef_core::model::{JobId, JobStatus, RetryBackoff};
+use daef_core::model::{JobStatus, RetryBackoff};
 use daef_core::transition;
 
 use crate::harness::{Gateway, Scratch, eventually, fast_leases};
@@ -49,26 +49,13 @@ echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
         initial_ms: 1_500,
         max_ms: 1_500,
     };
-    let tasks = scratch.path("tasks.json");
-    std::fs::write(
-        &tasks,
-        r#"[{"task_id":"flaky","type":"tool_execution","max_retries":2,"retry_backoff":{"initial_ms":1500,"max_ms":1500}}]"#,
-    )
-    .expect("tasks file");
-    let out = gw
-        .daefctl(
-            None,
-            &[
-                "submit",
-                "--type",
-                "batch",
-                "--tasks",
-                tasks.to_str().expect("path"),
-            ],
+    let job = gw
+        .submit_tasks(
+            &scratch,
+            r#"[{"task_id":"flaky","type":"tool_execution","max_retries":2,"retry_backoff":{"initial_ms":1500,"max_ms":1500}}]"#,
+            &[],
         )
-        .await
-        .code(0);
-    let job = JobId::new(out.stdout.trim());
+        .await;
     let c = gw.client(None);
     let done = eventually("the job to finish", Duration::from_secs(20), || async {
         c.job(&job).await.ok().filter(|j| j.status.is_terminal())
@@ -114,25 +101,14 @@ async fn a_delayed_job_starts_at_its_time() {
             ("E2E_LOG", log.display().to_string()),
         ],
     );
-    let tasks = scratch.path("tasks.json");
-    std::fs::write(&tasks, r#"[{"task_id":"later","type":"tool_execution"}]"#).expect("tasks");
     let submitted = Timestamp::now();
-    let out = gw
-        .daefctl(
-            None,
-            &[
-                "submit",
-                "--type",
-                "batch",
-                "--tasks",
-                tasks.to_str().expect("path"),
-                "--delay-seconds",
-                "2",
-            ],
+    let job = gw
+        .submit_tasks(
+            &scratch,
+            r#"[{"task_id":"later","type":"tool_execution"}]"#,
+            &["--delay-seconds", "2"],
         )
-        .await
-        .code(0);
-    let job = JobId::new(out.stdout.trim());
+        .await;
     let c = gw.client(None);
     assert_eq!(c.job(&job).await.expect("job").status, JobStatus::Queued);
     let done = eventually(
