@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(MemoryQueue::new(5)),
         EngineConfig::default(),
     );
-    let now = Timestamp::now();
+    let mut now = Timestamp::now();
 
     // "analyze" in the input selects the three-task chain t1-split -> t2-embed -> t3-summarize.
     let spec = JobSpec {
@@ -39,7 +39,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let assignments = engine.poll("worker-1", 10, now).await?;
         if assignments.is_empty() {
-            break;
+            if engine.job(&job.job_id).await?.status.is_terminal() {
+                break;
+            }
+            // A failed attempt is retried after its back-off (up to a second for the first
+            // retry by default): let time pass, and the reconciler releases it when due.
+            now = now.plus(std::time::Duration::from_millis(250));
+            engine.reconcile(now).await;
+            continue;
         }
         for a in assignments {
             // The embedding step fails on its first attempt, to show a retry.
