@@ -240,7 +240,17 @@ impl Engine {
         };
         match self.store.insert_job_keyed(&job, &tasks, &key, now).await? {
             KeyedInsert::Inserted => {}
-            KeyedInsert::Replayed(first) => return Ok((self.job(&first).await?, true)),
+            KeyedInsert::Replayed(first) => {
+                return match self.job(&first).await {
+                    Ok(job) => Ok((job, true)),
+                    // Retention deleted it while its key lived on (DAEF_RETENTION_HOURS shorter
+                    // than DAEF_IDEMPOTENCY_TTL_SECONDS): still no second job.
+                    Err(Error::NotFound(_)) => Err(Error::conflict(format!(
+                        "Idempotency-Key names job {first}, which retention has deleted"
+                    ))),
+                    Err(err) => Err(err),
+                };
+            }
             KeyedInsert::Conflict(first) => {
                 return Err(Error::conflict(format!(
                     "Idempotency-Key was used for job {first} with another body"

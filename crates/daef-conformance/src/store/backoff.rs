@@ -10,7 +10,7 @@ use daef_core::planner::TaskSpec;
 use daef_core::ports::Store;
 use daef_core::transition::{self, AttemptOutcome};
 
-use super::{TIMING, assign, job_spec, reported, secs, t0, task_of, task_spec};
+use super::{TIMING, assign, insert, job_spec, reported, secs, t0, task_of, task_spec};
 
 const MINUTE: RetryBackoff = RetryBackoff {
     initial_ms: 60_000,
@@ -28,14 +28,13 @@ fn with_backoff(spec: TaskSpec) -> TaskSpec {
 /// not enqueued by the report, refused by assignment until due, released by the orphan pass
 /// at its time, then assigned as the next attempt.
 pub async fn failed_attempts_wait_for_their_back_off(store: &Arc<dyn Store>) {
-    let (job, tasks) = transition::create_job(
-        &job_spec(vec![with_backoff(task_spec("a", &[], 2, 60))]),
+    let (job, _) = insert(
+        &**store,
         "acme",
+        vec![with_backoff(task_spec("a", &[], 2, 60))],
         t0(),
-        TIMING,
     )
-    .expect("valid job");
-    store.insert_job(&job, &tasks).await.unwrap();
+    .await;
     let key = TaskRef::new(job.job_id.clone(), "a");
     let first = assign(&**store, &key, "w1", t0()).await;
     let failed_at = t0().plus(secs(1));
@@ -87,14 +86,13 @@ pub async fn failed_attempts_wait_for_their_back_off(store: &Arc<dyn Store>) {
 
 /// A lapsed lease's retry waits for its back-off too: the expiry enqueues nothing.
 pub async fn lapsed_leases_wait_for_their_back_off(store: &Arc<dyn Store>) {
-    let (job, tasks) = transition::create_job(
-        &job_spec(vec![with_backoff(task_spec("a", &[], 2, 600))]),
+    let (job, _) = insert(
+        &**store,
         "acme",
+        vec![with_backoff(task_spec("a", &[], 2, 600))],
         t0(),
-        TIMING,
     )
-    .expect("valid job");
-    store.insert_job(&job, &tasks).await.unwrap();
+    .await;
     let key = TaskRef::new(job.job_id.clone(), "a");
     let first = assign(&**store, &key, "w1", t0()).await;
     let lapsed_at = t0().plus(TIMING.lease).plus(secs(1));

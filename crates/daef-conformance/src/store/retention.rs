@@ -9,17 +9,10 @@ use daef_core::model::{JobId, ReportStatus, TaskRef};
 use daef_core::ports::{IdempotencyKey, Store, TaskQuery};
 use daef_core::transition;
 
-use super::{TIMING, job_spec, reported, task_spec};
+use super::{TIMING, insert, job_spec, reported, task_spec};
 
 async fn one_task_job(store: &dyn Store, now: Timestamp) -> TaskRef {
-    let (job, tasks) = transition::create_job(
-        &job_spec(vec![task_spec("a", &[], 0, 60)]),
-        "acme",
-        now,
-        TIMING,
-    )
-    .expect("valid job");
-    store.insert_job(&job, &tasks).await.unwrap();
+    let (job, _) = insert(store, "acme", vec![task_spec("a", &[], 0, 60)], now).await;
     TaskRef::new(job.job_id, "a")
 }
 

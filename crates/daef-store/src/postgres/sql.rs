@@ -415,35 +415,40 @@ pub(super) const COUNT_DEAD_AMONG: &str = "SELECT count(*) AS n \
      JOIN tasks t ON t.job_id = l.job_id AND t.task_id = l.task_id \
      WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL";
 
+/// The listed tasks (`$1` job ids, `$2` task ids, pairwise) that are dead letters, locked in key
+/// order, as the CTE `dead`: what a requeue and a discard act on.
+macro_rules! listed_dead_letters {
+    () => {
+        "WITH listed AS ( \
+             SELECT DISTINCT job_id, task_id \
+             FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id)), \
+         dead AS ( \
+             SELECT t.job_id, t.task_id FROM tasks t \
+             JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
+             WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
+             ORDER BY t.job_id, t.task_id FOR UPDATE OF t) "
+    };
+}
+
 /// `$1` job ids, `$2` task ids (pairwise), `$3` now: `requeue_dead` for the listed dead letters,
 /// a fresh attempt budget each.
-pub(super) const REQUEUE_DEAD: &str = "WITH listed AS ( \
-         SELECT DISTINCT job_id, task_id \
-         FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id)), \
-     dead AS ( \
-         SELECT t.job_id, t.task_id FROM tasks t \
-         JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
-         WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
-         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
-     UPDATE tasks t SET status = 'Queued', dead_lettered_at = NULL, next_attempt_at = NULL, \
+pub(super) const REQUEUE_DEAD: &str = concat!(
+    listed_dead_letters!(),
+    "UPDATE tasks t SET status = 'Queued', dead_lettered_at = NULL, next_attempt_at = NULL, \
          attempt_limit = t.attempt + t.max_retries + 1, lease_expires_at = NULL, \
          updated_at = $3 \
      FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
-     RETURNING t.job_id, t.task_id";
+     RETURNING t.job_id, t.task_id"
+);
 
 /// `$1` job ids, `$2` task ids (pairwise), `$3` now: `discard_dead` for the listed dead
 /// letters, which stay `Failed`.
-pub(super) const DISCARD_DEAD: &str = "WITH listed AS ( \
-         SELECT DISTINCT job_id, task_id \
-         FROM unnest($1::text[], $2::text[]) AS l(job_id, task_id)), \
-     dead AS ( \
-         SELECT t.job_id, t.task_id FROM tasks t \
-         JOIN listed ON listed.job_id = t.job_id AND listed.task_id = t.task_id \
-         WHERE t.status = 'Failed' AND t.dead_lettered_at IS NOT NULL \
-         ORDER BY t.job_id, t.task_id FOR UPDATE OF t) \
-     UPDATE tasks t SET dead_lettered_at = NULL, updated_at = $3 \
+pub(super) const DISCARD_DEAD: &str = concat!(
+    listed_dead_letters!(),
+    "UPDATE tasks t SET dead_lettered_at = NULL, updated_at = $3 \
      FROM dead WHERE t.job_id = dead.job_id AND t.task_id = dead.task_id \
-     RETURNING t.job_id, t.task_id";
+     RETURNING t.job_id, t.task_id"
+);
 
 /// `$1` job, `$2` how many of its dead tasks were discarded, `$3` now: `job_task_discarded`.
 pub(super) const JOB_TASKS_DISCARDED: &str = "UPDATE jobs SET \

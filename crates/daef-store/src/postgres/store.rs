@@ -200,6 +200,28 @@ fn read_only(client: &mut Client) -> deadpool_postgres::TransactionBuilder<'_> {
         .read_only(true)
 }
 
+/// A list of tasks as the dead-letter statements take it: the distinct jobs in lock (id)
+/// order, and the job and task ids pairwise.
+struct Listed<'a> {
+    job_ids: Vec<&'a str>,
+    listed_jobs: Vec<&'a str>,
+    listed_tasks: Vec<&'a str>,
+}
+
+impl<'a> Listed<'a> {
+    fn of(tasks: &'a [TaskRef]) -> Self {
+        let listed_jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        let mut job_ids = listed_jobs.clone();
+        job_ids.sort_unstable();
+        job_ids.dedup();
+        Self {
+            job_ids,
+            listed_jobs,
+            listed_tasks: tasks.iter().map(|t| t.task_id.as_str()).collect(),
+        }
+    }
+}
+
 impl PostgresStore {
     async fn list_jobs_tx(client: &mut Client, filter: &JobQuery) -> TxResult<Page<Job>> {
         let status = filter.status.map(JobStatus::as_str);
@@ -447,11 +469,11 @@ impl PostgresStore {
         timing: Timing,
     ) -> TxResult<RequeueOutcome> {
         let at = now.datetime();
-        let mut job_ids: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
-        job_ids.sort_unstable();
-        job_ids.dedup();
-        let listed_jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
-        let listed_tasks: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let Listed {
+            job_ids,
+            listed_jobs,
+            listed_tasks,
+        } = Listed::of(tasks);
 
         let tx = client.transaction().await?;
         let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
@@ -580,11 +602,11 @@ impl PostgresStore {
         now: Timestamp,
     ) -> TxResult<Vec<TaskRef>> {
         let at = now.datetime();
-        let mut job_ids: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
-        job_ids.sort_unstable();
-        job_ids.dedup();
-        let listed_jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
-        let listed_tasks: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let Listed {
+            job_ids,
+            listed_jobs,
+            listed_tasks,
+        } = Listed::of(tasks);
 
         let tx = client.transaction().await?;
         // The lock order: jobs before their task rows.
