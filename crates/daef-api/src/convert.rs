@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use daef_core::Timestamp;
 use daef_core::model::{self, Job, Task};
+use daef_core::planner::JobSpec;
+use daef_core::schedule::Schedule;
 
-use crate::{Assignment, DeadLetter, JobInfo, TaskInfo, WorkerInfo};
+use crate::{
+    Assignment, DeadLetter, JobInfo, JobSubmission, ScheduleInfo, TaskInfo, TaskSubmission,
+    WorkerInfo,
+};
 
 impl From<&Job> for JobInfo {
     fn from(job: &Job) -> Self {
@@ -20,8 +25,56 @@ impl From<&Job> for JobInfo {
             policy: job.policy.clone(),
             message: job.message.clone(),
             result_artifact_uri: job.result_artifact_uri.clone(),
+            schedule_id: job.schedule_id.clone(),
+            scheduled_for: job.scheduled_for,
             created_at: job.created_at,
             updated_at: job.updated_at,
+        }
+    }
+}
+
+impl From<&JobSpec> for JobSubmission {
+    fn from(spec: &JobSpec) -> Self {
+        Self {
+            job_type: spec.job_type.clone(),
+            // An explicit DAG needs no input; the planner stored an empty one.
+            input: (spec.tasks.is_none() || !spec.input.is_empty()).then(|| spec.input.clone()),
+            policy: spec.policy.clone(),
+            priority: Some(spec.priority),
+            tenant: None,
+            tasks: spec.tasks.as_ref().map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|t| TaskSubmission {
+                        task_id: t.task_id.clone(),
+                        task_type: t.task_type.clone(),
+                        inputs: t.inputs.clone(),
+                        dependencies: t.dependencies.clone(),
+                        max_retries: t.max_retries,
+                        timeout_sec: t.timeout_sec,
+                        retry_backoff: t.retry_backoff,
+                    })
+                    .collect()
+            }),
+            run_at: None,
+            delay_seconds: None,
+        }
+    }
+}
+
+impl From<&Schedule> for ScheduleInfo {
+    fn from(schedule: &Schedule) -> Self {
+        Self {
+            schedule_id: schedule.schedule_id.clone(),
+            tenant: schedule.tenant.clone(),
+            cron: schedule.cron.clone(),
+            job: JobSubmission::from(&schedule.template),
+            paused: schedule.paused,
+            next_fire_at: (!schedule.paused).then_some(schedule.next_fire_at),
+            last_fire_at: schedule.last_fire_at,
+            last_job_id: schedule.last_job_id.clone(),
+            created_at: schedule.created_at,
+            updated_at: schedule.updated_at,
         }
     }
 }

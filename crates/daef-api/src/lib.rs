@@ -121,6 +121,12 @@ pub struct JobInfo {
     /// The sink task's output, once the job completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_artifact_uri: Option<String>,
+    /// The schedule that created the job, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// The schedule's tick the job runs for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Timestamp>,
     /// Submission time.
     pub created_at: Timestamp,
     /// Last change.
@@ -207,6 +213,72 @@ pub struct TaskList {
     pub offset: Option<u64>,
     /// The page.
     pub tasks: Vec<TaskInfo>,
+}
+
+// --- schedules ---------------------------------------------------------------------------------
+
+/// The body of `POST /v1/schedules`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSubmission {
+    /// Unique: 1–128 characters of `[A-Za-z0-9._-]`.
+    pub schedule_id: String,
+    /// Five fields (minute hour day-of-month month day-of-week), UTC.
+    pub cron: String,
+    /// What each tick submits: a `POST /v1/jobs` body without `run_at` or `delay_seconds`
+    /// (its `tenant`, if any, is the schedule's).
+    pub job: JobSubmission,
+    /// Create it paused (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// A schedule as the schedule routes return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// Its id.
+    pub schedule_id: String,
+    /// The tenant its jobs belong to.
+    pub tenant: String,
+    /// Its cron expression, fields one space apart.
+    pub cron: String,
+    /// What each tick submits.
+    pub job: JobSubmission,
+    /// A paused schedule does not fire.
+    pub paused: bool,
+    /// Its next tick; `null` while paused.
+    pub next_fire_at: Option<Timestamp>,
+    /// The tick it last fired for.
+    pub last_fire_at: Option<Timestamp>,
+    /// The job it last created.
+    pub last_job_id: Option<JobId>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change (created, paused, resumed, fired).
+    pub updated_at: Timestamp,
+}
+
+/// A page of schedules, by id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleList {
+    /// Schedules visible to the caller in all.
+    pub total: u64,
+    /// Schedules in this page.
+    pub returned: u64,
+    /// The page size applied.
+    pub limit: u64,
+    /// The offset applied.
+    pub offset: u64,
+    /// The page.
+    pub schedules: Vec<ScheduleInfo>,
+}
+
+/// The answer to `DELETE /v1/schedules/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleDeleted {
+    /// The schedule deleted (the jobs it created stay).
+    pub schedule_id: String,
+    /// Always true.
+    pub deleted: bool,
 }
 
 // --- workers -----------------------------------------------------------------------------------

@@ -21,6 +21,14 @@ pub mod action {
     pub const AUDIT_READ: &str = "audit_read";
     /// `DELETE /v1/jobs/{id}`.
     pub const JOB_CANCEL: &str = "job_cancel";
+    /// `POST /v1/schedules`.
+    pub const SCHEDULE_CREATE: &str = "schedule_create";
+    /// `DELETE /v1/schedules/{id}`.
+    pub const SCHEDULE_DELETE: &str = "schedule_delete";
+    /// `POST /v1/schedules/{id}/pause`.
+    pub const SCHEDULE_PAUSE: &str = "schedule_pause";
+    /// `POST /v1/schedules/{id}/resume`.
+    pub const SCHEDULE_RESUME: &str = "schedule_resume";
 }
 
 /// Audited results.

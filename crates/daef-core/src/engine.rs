@@ -27,6 +27,7 @@ use crate::ports::{
     AuditQuery, Claim, Dispatch, IdempotencyKey, JobQuery, KeyedInsert, Page, Queue, ReportOutcome,
     Store, TaskQuery,
 };
+use crate::schedule::{self, NewSchedule, Schedule};
 use crate::time::Timestamp;
 use crate::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 
@@ -112,6 +113,8 @@ pub struct ReconcileSummary {
     pub orphans_requeued: usize,
     /// Finished jobs deleted by retention.
     pub jobs_purged: u64,
+    /// Jobs created by periodic schedules.
+    pub schedules_fired: usize,
     /// Steps that failed (logged); the others still ran.
     pub errors: usize,
 }
@@ -588,7 +591,8 @@ impl Engine {
     }
 
     /// One reconciler pass (safe to run in every replica at once): expire lapsed leases, return
-    /// lapsed queue claims, and re-enqueue dispatchable tasks nothing has claimed for a while.
+    /// lapsed queue claims, re-enqueue dispatchable tasks nothing has claimed for a while, fire
+    /// due schedules and, with retention on, delete old finished jobs.
     pub async fn reconcile(&self, now: Timestamp) -> ReconcileSummary {
         let mut summary = ReconcileSummary::default();
         let batch = self.config.reconcile_batch.max(1);
@@ -659,6 +663,8 @@ impl Engine {
             summary.errors += 1;
         }
 
+        self.fire_schedules(now, &mut summary).await;
+
         if let Some(retention) = self.config.retention {
             match self.store.purge(now.minus(retention), now, batch).await {
                 Ok(purged) => {
@@ -683,6 +689,109 @@ impl Engine {
         let result = if summary.errors == 0 { "ok" } else { "error" };
         counter!(metric::RECONCILE_RUNS_TOTAL, "result" => result).increment(1);
         summary
+    }
+
+    /// Creates a schedule; its first tick is the first after `now`.
+    pub async fn create_schedule(&self, new: NewSchedule, now: Timestamp) -> Result<Schedule> {
+        let schedule = schedule::create(new, now)?;
+        if !self.store.insert_schedule(&schedule).await? {
+            return Err(Error::conflict(format!(
+                "schedule {} already exists",
+                schedule.schedule_id
+            )));
+        }
+        Ok(schedule)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, schedule_id: &str) -> Result<Schedule> {
+        self.store
+            .schedule(schedule_id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Schedule))
+    }
+
+    /// Schedules by id, of these tenants (`None`: every tenant).
+    pub async fn list_schedules(
+        &self,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Schedule>> {
+        self.store.list_schedules(tenants, limit, offset).await
+    }
+
+    /// Deletes a schedule; the jobs it created stay.
+    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<()> {
+        if self.store.delete_schedule(schedule_id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(Resource::Schedule))
+        }
+    }
+
+    /// Pauses a schedule (a paused one stays paused).
+    pub async fn pause_schedule(&self, schedule_id: &str, now: Timestamp) -> Result<Schedule> {
+        self.store
+            .set_schedule_paused(schedule_id, None, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Schedule))
+    }
+
+    /// Resumes a paused schedule at its first tick after `now`: the ticks it missed while
+    /// paused are not run. A running schedule is left as it is.
+    pub async fn resume_schedule(&self, schedule_id: &str, now: Timestamp) -> Result<Schedule> {
+        let current = self.schedule(schedule_id).await?;
+        if !current.paused {
+            return Ok(current);
+        }
+        let next = schedule::resumed_at(&current, now)
+            .ok_or_else(|| Error::invalid(format!("cron {:?} never fires again", current.cron)))?;
+        self.store
+            .set_schedule_paused(schedule_id, Some(next), now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Schedule))
+    }
+
+    /// Fires the schedules due at `now`, one job each (safe in every replica at once: the
+    /// store applies a firing only where no other replica did).
+    async fn fire_schedules(&self, now: Timestamp, summary: &mut ReconcileSummary) {
+        let due = match self
+            .store
+            .due_schedules(now, self.config.reconcile_batch.max(1))
+            .await
+        {
+            Ok(due) => due,
+            Err(err) => {
+                summary.errors += 1;
+                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "reconcile: finding due schedules failed");
+                return;
+            }
+        };
+        for due in due {
+            let (firing, job, tasks) = match schedule::fire(&due, now, self.config.timing) {
+                Ok(fired) => fired,
+                Err(err) => {
+                    summary.errors += 1;
+                    tracing::warn!(schedule_id = %due.schedule_id, error = %err, "reconcile: a schedule cannot fire");
+                    continue;
+                }
+            };
+            match self.store.fire_schedule(&firing, &job, &tasks).await {
+                Ok(true) => {
+                    summary.schedules_fired += 1;
+                    counter!(metric::SCHEDULE_FIRES_TOTAL).increment(1);
+                    tracing::info!(schedule_id = %firing.schedule_id, job_id = %job.job_id, fire_time = %firing.fire_time, "schedule fired");
+                    self.stored(&tasks, now).await;
+                }
+                // Another replica fired this tick, or the schedule was paused or deleted.
+                Ok(false) => {}
+                Err(err) => {
+                    summary.errors += 1;
+                    tracing::warn!(schedule_id = %firing.schedule_id, error = %err, source = ?std::error::Error::source(&err), "reconcile: firing a schedule failed");
+                }
+            }
+        }
     }
 
     /// Appends an audit event.

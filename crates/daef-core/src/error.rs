@@ -48,6 +48,8 @@ pub enum Resource {
     Task,
     /// A worker id.
     Worker,
+    /// A schedule id.
+    Schedule,
 }
 
 impl fmt::Display for Resource {
@@ -56,6 +58,7 @@ impl fmt::Display for Resource {
             Resource::Job => "job",
             Resource::Task => "task",
             Resource::Worker => "worker",
+            Resource::Schedule => "schedule",
         })
     }
 }

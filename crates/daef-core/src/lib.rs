@@ -16,6 +16,7 @@ pub mod metric;
 pub mod model;
 pub mod planner;
 pub mod ports;
+pub mod schedule;
 pub mod time;
 pub mod transition;
 

@@ -17,6 +17,8 @@ pub const QUEUE_EXPIRED_REQUEUED_TOTAL: &str = "queue_expired_requeued_total";
 pub const DEAD_LETTER_REQUEUED_TOTAL: &str = "dead_letter_requeued_total";
 /// Finished jobs deleted by retention, with their tasks.
 pub const JOBS_PURGED_TOTAL: &str = "jobs_purged_total";
+/// Jobs created by periodic schedules, one per schedule and tick.
+pub const SCHEDULE_FIRES_TOTAL: &str = "schedule_fires_total";
 /// Dead-letter tasks discarded by operators (`queue_backend`).
 pub const DEAD_LETTER_DISCARDED_TOTAL: &str = "dead_letter_discarded_total";
 /// References on the queue's dead list (`queue_backend`).
@@ -70,6 +72,10 @@ pub fn describe() {
     describe_counter!(
         DEAD_LETTER_REQUEUED_TOTAL,
         "Dead-letter tasks requeued by operators."
+    );
+    describe_counter!(
+        SCHEDULE_FIRES_TOTAL,
+        "Jobs created by periodic schedules (one per schedule and tick)."
     );
     describe_counter!(
         JOBS_PURGED_TOTAL,

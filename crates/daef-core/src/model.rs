@@ -224,6 +224,10 @@ pub struct Job {
     pub completed_tasks: u32,
     /// Tasks in the dead-letter queue; while any remain the job is `Failed` and dispatches nothing.
     pub dead_tasks: u32,
+    /// The schedule that created the job, if one did.
+    pub schedule_id: Option<String>,
+    /// The schedule's tick (its cron time) the job runs for: one job per schedule and tick.
+    pub scheduled_for: Option<Timestamp>,
     /// When the job was submitted.
     pub created_at: Timestamp,
     /// When the job last changed.

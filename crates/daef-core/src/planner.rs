@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 use crate::model::{Priority, RetryBackoff};
 use crate::time::Timestamp;
@@ -20,8 +22,9 @@ pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// `timeout_sec` when a task does not say.
 pub const DEFAULT_TIMEOUT_SEC: u32 = 60;
 
-/// A job as a client asks for it, before planning.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A job as a client asks for it, before planning. Its serde form is how a schedule's job
+/// template is stored (not the wire form, which is `daef-api`'s).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
     /// The job type; `batch_analysis` selects the analysis chain of the default planner.
     pub job_type: String,
@@ -38,7 +41,7 @@ pub struct JobSpec {
 }
 
 /// One task of an explicit DAG.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// Unique within the job.
     pub task_id: String,

@@ -12,6 +12,7 @@ use crate::model::{
     Assignment, DeadLetter, Job, JobId, JobStatus, Priority, Report, Task, TaskRef, TaskStatus,
     Worker, WorkerCapabilities, WorkerStats,
 };
+use crate::schedule::{Firing, Schedule};
 use crate::time::Timestamp;
 use crate::transition::{AttemptOutcome, CancelOutcome, Timing};
 
@@ -338,6 +339,42 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Discards the listed dead letters: each stays `Failed` and leaves the dead-letter queue;
     /// tasks that are not dead letters are skipped. Returns those discarded, in request order.
     async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>>;
+
+    /// Stores a new schedule; `false` (nothing changed) when its id is taken.
+    async fn insert_schedule(&self, schedule: &Schedule) -> Result<bool>;
+
+    /// One schedule.
+    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>>;
+
+    /// Schedules by id, of these tenants (`None`: every tenant).
+    async fn list_schedules(
+        &self,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Schedule>>;
+
+    /// Deletes a schedule (the jobs it created stay); `false` when there was none.
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool>;
+
+    /// Pauses a schedule (`next_fire_at` `None`), or resumes it to fire next at
+    /// `next_fire_at`; returns it as it is now, or `None` when there is none.
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        next_fire_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<Schedule>>;
+
+    /// Up to `limit` unpaused schedules due at `now`, the most overdue first, found through an
+    /// ordered index of `next_fire_at`.
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>>;
+
+    /// Applies a firing in one step: when the schedule may still fire it
+    /// ([`crate::schedule::may_fire`]), records it ([`crate::schedule::fired`]) and stores the
+    /// tick's job; `false` (nothing changed) otherwise. Each `(schedule_id, fire_time)` creates
+    /// one job at most, whatever the number of replicas.
+    async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool>;
 
     /// Appends to the audit chain (serialized: the chain never forks) and returns the event.
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent>;

@@ -110,6 +110,8 @@ pub fn create_job(
         task_count: plan.tasks.len() as u32,
         completed_tasks: 0,
         dead_tasks: 0,
+        schedule_id: None,
+        scheduled_for: None,
         created_at: now,
         updated_at: now,
     };

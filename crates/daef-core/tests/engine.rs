@@ -458,3 +458,90 @@ async fn while_the_queue_is_down_submits_are_refused_and_reports_still_land() {
     let b = engine.poll("w1", 1, t0().plus(secs(10))).await.unwrap();
     assert_eq!(b[0].task_id, "b");
 }
+
+#[tokio::test]
+async fn schedules_fire_once_per_tick_and_their_jobs_run() {
+    use daef_core::schedule::NewSchedule;
+
+    let f = fixture().await;
+    let new = |id: &str, cron: &str, paused| NewSchedule {
+        schedule_id: id.into(),
+        tenant: "acme".into(),
+        cron: cron.into(),
+        template: dag(&[("only", &[], 0)]),
+        paused,
+    };
+    let created = f
+        .engine
+        .create_schedule(new("every-5", "*/5 * * * *", false), t0())
+        .await
+        .unwrap();
+    assert_eq!(created.next_fire_at, t0().plus(secs(300)));
+    let err = f
+        .engine
+        .create_schedule(new("every-5", "* * * * *", false), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    let err = f
+        .engine
+        .create_schedule(new("bad", "every minute", false), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    f.engine
+        .create_schedule(new("paused", "* * * * *", true), t0())
+        .await
+        .unwrap();
+
+    // Before the tick nothing fires; at it, one job, whose task is enqueued and runs.
+    assert_eq!(
+        f.engine
+            .reconcile(t0().plus(secs(299)))
+            .await
+            .schedules_fired,
+        0
+    );
+    let at = t0().plus(secs(301));
+    assert_eq!(f.engine.reconcile(at).await.schedules_fired, 1);
+    assert_eq!(
+        f.engine.reconcile(at).await.schedules_fired,
+        0,
+        "one job per tick"
+    );
+    let fired = f.engine.schedule("every-5").await.unwrap();
+    let job_id = fired.last_job_id.clone().expect("fired");
+    let job = f.engine.job(&job_id).await.unwrap();
+    assert_eq!(job.schedule_id.as_deref(), Some("every-5"));
+    assert_eq!(job.scheduled_for, Some(t0().plus(secs(300))));
+    let assigned = f.engine.poll("w1", 10, at).await.unwrap();
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(assigned[0].job_id, job_id);
+
+    // An hour of missed ticks: one catch-up job, then the next tick after now.
+    let late = t0().plus(secs(3_600 + 301));
+    assert_eq!(f.engine.reconcile(late).await.schedules_fired, 1);
+    let caught_up = f.engine.schedule("every-5").await.unwrap();
+    assert_eq!(caught_up.last_fire_at, Some(t0().plus(secs(600))));
+    assert_eq!(caught_up.next_fire_at, t0().plus(secs(4_200)));
+
+    // Paused: no ticks; resumed: from the first tick after now, the paused time not run.
+    f.engine.pause_schedule("every-5", late).await.unwrap();
+    assert_eq!(
+        f.engine
+            .reconcile(late.plus(secs(3_600)))
+            .await
+            .schedules_fired,
+        0
+    );
+    let resumed = f
+        .engine
+        .resume_schedule("every-5", late.plus(secs(3_600)))
+        .await
+        .unwrap();
+    assert_eq!(resumed.next_fire_at, t0().plus(secs(7_800)));
+    f.engine.delete_schedule("every-5").await.unwrap();
+    let err = f.engine.schedule("every-5").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(Resource::Schedule)), "{err}");
+    assert!(f.engine.job(&job_id).await.is_ok(), "its jobs stay");
+}

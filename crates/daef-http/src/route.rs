@@ -24,6 +24,18 @@ pub enum Route {
     ListTasks(JobId),
     /// `GET /v1/jobs/{id}/events` (Server-Sent Events)
     JobEvents(JobId),
+    /// `POST /v1/schedules`
+    CreateSchedule,
+    /// `GET /v1/schedules`
+    ListSchedules,
+    /// `GET /v1/schedules/{id}`
+    GetSchedule(String),
+    /// `DELETE /v1/schedules/{id}`
+    DeleteSchedule(String),
+    /// `POST /v1/schedules/{id}/pause`
+    PauseSchedule(String),
+    /// `POST /v1/schedules/{id}/resume`
+    ResumeSchedule(String),
     /// `GET /v1/workers`
     ListWorkers,
     /// `POST /v1/workers/register`
@@ -98,6 +110,30 @@ impl Route {
                 "GET",
                 (method == Method::GET).then(|| Route::JobEvents(JobId::new(*id))),
             ),
+            ["v1", "schedules"] => (
+                "GET, POST",
+                match *method {
+                    Method::GET => Some(Route::ListSchedules),
+                    Method::POST => Some(Route::CreateSchedule),
+                    _ => None,
+                },
+            ),
+            ["v1", "schedules", id] if id_ok(id) => (
+                "GET, DELETE",
+                match *method {
+                    Method::GET => Some(Route::GetSchedule((*id).to_owned())),
+                    Method::DELETE => Some(Route::DeleteSchedule((*id).to_owned())),
+                    _ => None,
+                },
+            ),
+            ["v1", "schedules", id, "pause"] if id_ok(id) => (
+                "POST",
+                (method == Method::POST).then(|| Route::PauseSchedule((*id).to_owned())),
+            ),
+            ["v1", "schedules", id, "resume"] if id_ok(id) => (
+                "POST",
+                (method == Method::POST).then(|| Route::ResumeSchedule((*id).to_owned())),
+            ),
             ["v1", "workers"] => ("GET", (method == Method::GET).then_some(Route::ListWorkers)),
             ["v1", "workers", "register"] => (
                 "POST",
@@ -151,6 +187,10 @@ impl Route {
             Route::GetJob(_) | Route::CancelJob(_) => "/v1/jobs/{id}",
             Route::ListTasks(_) => "/v1/jobs/{id}/tasks",
             Route::JobEvents(_) => "/v1/jobs/{id}/events",
+            Route::CreateSchedule | Route::ListSchedules => "/v1/schedules",
+            Route::GetSchedule(_) | Route::DeleteSchedule(_) => "/v1/schedules/{id}",
+            Route::PauseSchedule(_) => "/v1/schedules/{id}/pause",
+            Route::ResumeSchedule(_) => "/v1/schedules/{id}/resume",
             Route::ListWorkers => "/v1/workers",
             Route::RegisterWorker => "/v1/workers/register",
             Route::Heartbeat(_) => "/v1/workers/{id}/heartbeat",
@@ -176,7 +216,13 @@ impl Route {
             | Route::GetJob(_)
             | Route::CancelJob(_)
             | Route::ListTasks(_)
-            | Route::JobEvents(_) => Some(&[Tenant, Operator]),
+            | Route::JobEvents(_)
+            | Route::CreateSchedule
+            | Route::ListSchedules
+            | Route::GetSchedule(_)
+            | Route::DeleteSchedule(_)
+            | Route::PauseSchedule(_)
+            | Route::ResumeSchedule(_) => Some(&[Tenant, Operator]),
             Route::ListWorkers
             | Route::RegisterWorker
             | Route::Heartbeat(_)
@@ -200,6 +246,10 @@ impl Route {
             Route::RequeueDeadLetters => Audit::Always(action::DEAD_LETTER_REQUEUE),
             Route::DiscardDeadLetters => Audit::Always(action::DEAD_LETTER_DISCARD),
             Route::CancelJob(_) => Audit::Always(action::JOB_CANCEL),
+            Route::CreateSchedule => Audit::Always(action::SCHEDULE_CREATE),
+            Route::DeleteSchedule(_) => Audit::Always(action::SCHEDULE_DELETE),
+            Route::PauseSchedule(_) => Audit::Always(action::SCHEDULE_PAUSE),
+            Route::ResumeSchedule(_) => Audit::Always(action::SCHEDULE_RESUME),
             // A read of the log changes nothing; only a refused one is worth recording.
             Route::ListAudit | Route::VerifyAudit => Audit::WhenForbidden(action::AUDIT_READ),
             Route::Healthz
@@ -209,6 +259,8 @@ impl Route {
             | Route::GetJob(_)
             | Route::ListTasks(_)
             | Route::JobEvents(_)
+            | Route::ListSchedules
+            | Route::GetSchedule(_)
             | Route::ListWorkers
             | Route::RegisterWorker
             | Route::Heartbeat(_)
@@ -219,10 +271,14 @@ impl Route {
         }
     }
 
-    /// The `resource` of this route's audit events: the job a cancel names, else the route.
+    /// The `resource` of this route's audit events: the job or schedule the path names, else
+    /// the route.
     pub fn audit_resource(&self) -> String {
         match self {
             Route::CancelJob(id) => format!("/v1/jobs/{id}"),
+            Route::DeleteSchedule(id) | Route::PauseSchedule(id) | Route::ResumeSchedule(id) => {
+                format!("/v1/schedules/{id}")
+            }
             _ => self.template().to_owned(),
         }
     }

@@ -9,7 +9,7 @@
 //! The behaviours live in one file per area, as OpenDAL splits its behaviour tests: `jobs.rs`
 //! (insert, read back, list, cancel), `leases.rs` (assignment under a lease), `reports.rs`,
 //! `workers.rs` (registration and heartbeats), `reconciler.rs` (lapsed leases and orphans),
-//! `dead_letters.rs` and `audit.rs`. All are re-exported here, so `store::<behaviour>` names each
+//! `dead_letters.rs`, `audit.rs`, `backoff.rs`, `retention.rs` and `schedules.rs`. All are re-exported here, so `store::<behaviour>` names each
 //! one; this module keeps the shared fixtures and the [`store_suite!`](crate::store_suite) list.
 //! Adding a behaviour is one function in its area's file plus one line in that list.
 
@@ -31,6 +31,7 @@ mod leases;
 mod reconciler;
 mod reports;
 mod retention;
+mod schedules;
 mod workers;
 
 pub use audit::*;
@@ -41,6 +42,7 @@ pub use leases::*;
 pub use reconciler::*;
 pub use reports::*;
 pub use retention::*;
+pub use schedules::*;
 pub use workers::*;
 
 /// Lease 15 s, orphan re-enqueue after 10 s: the gateway's defaults; failed attempts retried at
@@ -273,6 +275,9 @@ macro_rules! store_suite {
             lapsed_leases_wait_for_their_back_off,
             delayed_jobs_are_dispatched_from_their_start,
             retention_deletes_old_finished_jobs_and_expired_keys,
+            schedules_store_list_pause_resume_and_delete,
+            due_schedules_fire_once_per_tick,
+            concurrent_firings_of_one_tick_store_one_job,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

@@ -93,6 +93,8 @@ fn job(full: bool) -> JobInfo {
         policy: full.then(|| "enterprise-default".into()),
         message: full.then(|| "done".into()),
         result_artifact_uri: full.then(|| "artifact://j/t1/output.json".into()),
+        schedule_id: full.then(|| "nightly".into()),
+        scheduled_for: full.then(|| at(-5)),
         created_at: at(0),
         updated_at: at(1),
     }
@@ -261,6 +263,87 @@ fn job_bodies_match_the_description() {
         At::Response("get", "/v1/jobs/{id}/tasks", "200"),
         &tasks(true),
         &tasks(false),
+    );
+}
+
+#[test]
+fn schedule_bodies_match_the_description() {
+    let doc = spec();
+    let template = |full: bool| JobSubmission {
+        priority: full.then_some(Priority::Batch),
+        policy: full.then(|| "enterprise-default".into()),
+        ..JobSubmission::new("report", "nightly totals")
+    };
+    let submission = |full: bool| ScheduleSubmission {
+        schedule_id: "nightly".into(),
+        cron: "0 3 * * *".into(),
+        job: template(full),
+        paused: full,
+    };
+    check(
+        &doc,
+        At::Request("post", "/v1/schedules"),
+        &submission(true),
+        &submission(false),
+    );
+    let schedule = |full: bool| ScheduleInfo {
+        schedule_id: "nightly".into(),
+        tenant: "acme".into(),
+        cron: "0 3 * * *".into(),
+        job: template(full),
+        paused: !full,
+        next_fire_at: full.then(|| at(3_600)),
+        last_fire_at: full.then(|| at(-82_800)),
+        last_job_id: full.then(|| JobId::new("job-1")),
+        created_at: at(-100_000),
+        updated_at: at(-82_800),
+    };
+    check(
+        &doc,
+        At::Component("Schedule"),
+        &schedule(true),
+        &schedule(false),
+    );
+    check(
+        &doc,
+        At::Response("post", "/v1/schedules", "201"),
+        &schedule(true),
+        &schedule(false),
+    );
+    for path in ["/v1/schedules/{id}/pause", "/v1/schedules/{id}/resume"] {
+        check(
+            &doc,
+            At::Response("post", path, "200"),
+            &schedule(true),
+            &schedule(false),
+        );
+    }
+    let list = |full: bool| ScheduleList {
+        total: 1,
+        returned: u64::from(full),
+        limit: 100,
+        offset: 0,
+        schedules: if full {
+            vec![schedule(true)]
+        } else {
+            Vec::new()
+        },
+    };
+    check(
+        &doc,
+        At::Response("get", "/v1/schedules", "200"),
+        &list(true),
+        &list(false),
+    );
+    let deleted = ScheduleDeleted {
+        schedule_id: "nightly".into(),
+        deleted: true,
+    };
+    check(
+        &doc,
+        At::Response("delete", "/v1/schedules/{id}", "200"),
+        &deleted,
+        &deleted,
     );
 }
 

@@ -86,8 +86,9 @@ const MAX_DELAY_SECONDS: i64 = 365 * 86_400;
 /// Largest `retry_backoff` value: a day, in milliseconds.
 const MAX_BACKOFF_MS: i64 = 86_400_000;
 
-/// Validates the submit body's types; the planner validates the DAG itself.
-fn job_spec(fields: &Fields<'_>, now: Timestamp) -> ApiResult<JobSpec> {
+/// Validates the submit body's types (also a schedule's job template, as `job.…`); the
+/// planner validates the DAG itself.
+pub(super) fn job_spec(fields: &Fields<'_>, now: Timestamp) -> ApiResult<JobSpec> {
     let job_type = fields.required_str("type", MAX_TYPE_LEN)?.to_owned();
     let tasks = match fields.array("tasks")? {
         None => None,
@@ -95,7 +96,7 @@ fn job_spec(fields: &Fields<'_>, now: Timestamp) -> ApiResult<JobSpec> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| task_spec(i, item))
+                .map(|(i, item)| task_spec(&fields.path("tasks"), i, item))
                 .collect::<ApiResult<Vec<_>>>()?,
         ),
     };
@@ -103,13 +104,21 @@ fn job_spec(fields: &Fields<'_>, now: Timestamp) -> ApiResult<JobSpec> {
     let input = match fields.str("input")? {
         Some(input) => input.to_owned(),
         None if tasks.is_some() => String::new(),
-        None => return Err(ApiError::bad_request("input is required")),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "{} is required",
+                fields.path("input")
+            )));
+        }
     };
     let priority = match fields.str("priority")? {
         None => Priority::default(),
-        Some(p) => p
-            .parse()
-            .map_err(|()| ApiError::bad_request("priority must be interactive or batch"))?,
+        Some(p) => p.parse().map_err(|()| {
+            ApiError::bad_request(format!(
+                "{} must be interactive or batch",
+                fields.path("priority")
+            ))
+        })?,
     };
     let policy = fields.str("policy")?.map(str::to_owned);
     let run_at = start_time(fields, now)?;
@@ -148,8 +157,8 @@ fn start_time(fields: &Fields<'_>, now: Timestamp) -> ApiResult<Option<Timestamp
     }
 }
 
-fn task_spec(index: usize, item: &Value) -> ApiResult<TaskSpec> {
-    let prefix = format!("tasks[{index}]");
+fn task_spec(tasks_path: &str, index: usize, item: &Value) -> ApiResult<TaskSpec> {
+    let prefix = format!("{tasks_path}[{index}]");
     let Value::Object(map) = item else {
         return Err(ApiError::bad_request(format!("{prefix} must be an object")));
     };

@@ -6,6 +6,7 @@ mod admin;
 mod events;
 mod jobs;
 mod ops;
+mod schedules;
 mod workers;
 
 use hyper::Response;
@@ -31,6 +32,28 @@ pub(crate) async fn dispatch(app: &App, ctx: &Ctx, route: Route) -> ApiResult<Re
         }
         Route::ListTasks(id) => jobs::tasks(app, ctx, id).await,
         Route::JobEvents(id) => events::events(app, ctx, id).await,
+        Route::CreateSchedule => {
+            app.audited(ctx, &route, schedules::create(app, ctx).await)
+                .await
+        }
+        Route::ListSchedules => schedules::list(app, ctx).await,
+        Route::GetSchedule(id) => schedules::get(app, ctx, id).await,
+        Route::DeleteSchedule(id) => {
+            app.audited(ctx, &route, schedules::delete(app, ctx, id).await)
+                .await
+        }
+        Route::PauseSchedule(id) => {
+            app.audited(ctx, &route, schedules::set_paused(app, ctx, id, true).await)
+                .await
+        }
+        Route::ResumeSchedule(id) => {
+            app.audited(
+                ctx,
+                &route,
+                schedules::set_paused(app, ctx, id, false).await,
+            )
+            .await
+        }
         Route::ListWorkers => workers::list(app, ctx).await,
         Route::RegisterWorker => workers::register(app, ctx).await,
         Route::Heartbeat(id) => workers::heartbeat(app, ctx, id).await,

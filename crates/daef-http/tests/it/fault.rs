@@ -16,6 +16,7 @@ use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
     RateDecision, RateLimiter, ReportOutcome, RequeueOutcome, Store, TaskQuery,
 };
+use daef_core::schedule::{Firing, Schedule};
 use daef_core::transition::{CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
 use daef_store::MemoryStore;
@@ -207,6 +208,53 @@ impl Store for FaultyStore {
     async fn count_dead_among(&self, tasks: &[TaskRef]) -> Result<u64> {
         self.check("count_dead_among")?;
         self.inner.count_dead_among(tasks).await
+    }
+
+    async fn insert_schedule(&self, schedule: &Schedule) -> Result<bool> {
+        self.check("insert_schedule")?;
+        self.inner.insert_schedule(schedule).await
+    }
+
+    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
+        self.check("schedule")?;
+        self.inner.schedule(schedule_id).await
+    }
+
+    async fn list_schedules(
+        &self,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Schedule>> {
+        self.check("list_schedules")?;
+        self.inner.list_schedules(tenants, limit, offset).await
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+        self.check("delete_schedule")?;
+        self.inner.delete_schedule(schedule_id).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        next_fire_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<Schedule>> {
+        self.check("set_schedule_paused")?;
+        self.inner
+            .set_schedule_paused(schedule_id, next_fire_at, now)
+            .await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.check("due_schedules")?;
+        self.inner.due_schedules(now, limit).await
+    }
+
+    async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool> {
+        self.check("fire_schedule")?;
+        self.inner.fire_schedule(firing, job, tasks).await
     }
 
     async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>> {

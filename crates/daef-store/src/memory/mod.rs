@@ -10,7 +10,7 @@
 
 mod packed;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +25,7 @@ use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
     ReportEffects, ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
 };
+use daef_core::schedule::{self, Firing, Schedule};
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, ReportCheck, Timing};
 use daef_core::{Error, Resource, Result, Timestamp};
 
@@ -73,6 +74,29 @@ struct Inner {
     keys: HashMap<(String, String), StoredKey>,
     /// The keys by expiry, for retention.
     key_expiry: BTreeSet<(Timestamp, (String, String))>,
+    /// Periodic schedules by id.
+    schedules: BTreeMap<String, Schedule>,
+    /// Unpaused schedules by their next tick, for the reconciler.
+    schedules_due: BTreeSet<(Timestamp, String)>,
+}
+
+impl Inner {
+    /// Applies `change` to a stored schedule, keeping `schedules_due` in step.
+    fn update_schedule<R>(
+        &mut self,
+        schedule_id: &str,
+        change: impl FnOnce(&mut Schedule) -> R,
+    ) -> Option<R> {
+        let schedule = self.schedules.get_mut(schedule_id)?;
+        self.schedules_due
+            .remove(&(schedule.next_fire_at, schedule.schedule_id.clone()));
+        let result = change(schedule);
+        if !schedule.paused {
+            self.schedules_due
+                .insert((schedule.next_fire_at, schedule.schedule_id.clone()));
+        }
+        Some(result)
+    }
 }
 
 /// One stored job.
@@ -1096,6 +1120,98 @@ impl Store for MemoryStore {
             });
         }
         Ok(discarded)
+    }
+
+    async fn insert_schedule(&self, new: &Schedule) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.schedules.contains_key(&new.schedule_id) {
+            return Ok(false);
+        }
+        if !new.paused {
+            inner
+                .schedules_due
+                .insert((new.next_fire_at, new.schedule_id.clone()));
+        }
+        inner.schedules.insert(new.schedule_id.clone(), new.clone());
+        Ok(true)
+    }
+
+    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
+        Ok(self.lock().schedules.get(schedule_id).cloned())
+    }
+
+    async fn list_schedules(
+        &self,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Schedule>> {
+        let inner = self.lock();
+        let visible = |s: &&Schedule| tenants.is_none_or(|t| t.contains(&s.tenant));
+        let total = inner.schedules.values().filter(visible).count() as u64;
+        let items = inner
+            .schedules
+            .values()
+            .filter(visible)
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(Page { total, items })
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(gone) = inner.schedules.remove(schedule_id) else {
+            return Ok(false);
+        };
+        inner
+            .schedules_due
+            .remove(&(gone.next_fire_at, gone.schedule_id));
+        Ok(true)
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        next_fire_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<Schedule>> {
+        Ok(self.lock().update_schedule(schedule_id, |s| {
+            s.paused = next_fire_at.is_none();
+            if let Some(next) = next_fire_at {
+                s.next_fire_at = next;
+            }
+            s.updated_at = now;
+            s.clone()
+        }))
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        let inner = self.lock();
+        Ok(inner
+            .schedules_due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .filter_map(|(_, id)| inner.schedules.get(id).cloned())
+            .collect())
+    }
+
+    async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool> {
+        let mut inner = self.lock();
+        let may = inner
+            .schedules
+            .get(&firing.schedule_id)
+            .is_some_and(|s| schedule::may_fire(s, firing));
+        if !may {
+            return Ok(false);
+        }
+        inner.insert_job(job, tasks)?;
+        inner.update_schedule(&firing.schedule_id, |s| {
+            schedule::fired(s, firing, &job.job_id)
+        });
+        Ok(true)
     }
 
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {

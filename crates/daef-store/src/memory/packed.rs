@@ -31,6 +31,8 @@ pub(super) fn pack<'a>(job: &Job, tasks: impl ExactSizeIterator<Item = &'a Task>
     w.uint(job.task_count);
     w.uint(job.completed_tasks);
     w.uint(job.dead_tasks);
+    w.opt_str(job.schedule_id.as_deref());
+    w.opt_ts(job.scheduled_for);
     w.ts(job.created_at);
     w.ts(job.updated_at);
     w.len(tasks.len());
@@ -106,6 +108,8 @@ fn job(r: &mut Reader<'_>, job_id: &str) -> Result<Job> {
         task_count: r.uint()?,
         completed_tasks: r.uint()?,
         dead_tasks: r.uint()?,
+        schedule_id: r.opt_string()?,
+        scheduled_for: r.opt_ts()?,
         created_at: r.ts()?,
         updated_at: r.ts()?,
     })
@@ -389,6 +393,8 @@ mod tests {
             task_count: 2,
             completed_tasks: 2,
             dead_tasks: 0,
+            schedule_id: Some("nightly".into()),
+            scheduled_for: Some(at(0)),
             created_at: at(1),
             updated_at: at(2),
         };

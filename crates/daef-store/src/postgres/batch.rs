@@ -712,7 +712,7 @@ pub(super) fn key_json(key: &IdempotencyKey, job_id: &JobId) -> serde_json::Valu
 
 /// A job as one object of [`sql::INSERT_JOBS`]'s first JSON array (`keyed` false).
 pub(super) fn job_json(job: &Job) -> serde_json::Value {
-    serde_json::json!({
+    let mut object = serde_json::json!({
         "keyed": false,
         "job_id": job.job_id.as_str(),
         "tenant": job.tenant,
@@ -729,7 +729,16 @@ pub(super) fn job_json(job: &Job) -> serde_json::Value {
         "dead_tasks": job.dead_tasks,
         "created_at": job.created_at.to_string(),
         "updated_at": job.updated_at.to_string(),
-    })
+    });
+    // Absent keys read as NULL: an unscheduled job (nearly all) sends nothing for them.
+    if let (Some(schedule_id), Some(map)) = (&job.schedule_id, object.as_object_mut()) {
+        map.insert("schedule_id".into(), schedule_id.as_str().into());
+        map.insert(
+            "scheduled_for".into(),
+            job.scheduled_for.map(|t| t.to_string()).into(),
+        );
+    }
+    object
 }
 
 /// A job's tasks as objects of [`sql::INSERT_JOBS`]'s second JSON array, each with the

@@ -67,6 +67,8 @@ fn job(i: usize) -> (Job, Vec<Task>) {
         task_count: TASKS_PER_JOB as u32,
         completed_tasks: 0,
         dead_tasks: 0,
+        schedule_id: None,
+        scheduled_for: None,
         created_at: now,
         updated_at: now,
     };

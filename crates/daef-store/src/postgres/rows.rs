@@ -7,6 +7,8 @@ use daef_core::audit::AuditEvent;
 use daef_core::model::{
     Job, JobId, Priority, RetryBackoff, Task, TaskRef, Worker, WorkerCapabilities, WorkerStats,
 };
+use daef_core::planner::JobSpec;
+use daef_core::schedule::Schedule;
 use daef_core::{Error, Result, Timestamp};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -89,6 +91,25 @@ pub(super) fn job(row: &Row) -> Result<Job> {
         task_count: get_u32(row, "task_count")?,
         completed_tasks: get_u32(row, "completed_tasks")?,
         dead_tasks: get_u32(row, "dead_tasks")?,
+        schedule_id: get(row, "schedule_id")?,
+        scheduled_for: get_opt_ts(row, "scheduled_for")?,
+        created_at: get_ts(row, "created_at")?,
+        updated_at: get_ts(row, "updated_at")?,
+    })
+}
+
+/// A schedule from `sql::schedule_columns!`.
+pub(super) fn schedule(row: &Row) -> Result<Schedule> {
+    let Json(template) = get::<Json<JobSpec>>(row, "template")?;
+    Ok(Schedule {
+        schedule_id: get(row, "schedule_id")?,
+        tenant: get(row, "tenant")?,
+        cron: get(row, "cron")?,
+        template,
+        paused: get(row, "paused")?,
+        next_fire_at: get_ts(row, "next_fire_at")?,
+        last_fire_at: get_opt_ts(row, "last_fire_at")?,
+        last_job_id: get::<Option<String>>(row, "last_job_id")?.map(JobId::new),
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
     })

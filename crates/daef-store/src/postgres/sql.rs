@@ -9,7 +9,7 @@ macro_rules! job_columns {
     () => {
         "job_id, tenant, job_type, input, policy, priority, status, message, \
          result_artifact_uri, sink_task_id, task_count, completed_tasks, dead_tasks, \
-         created_at, updated_at"
+         schedule_id, scheduled_for, created_at, updated_at"
     };
 }
 
@@ -60,12 +60,14 @@ pub(super) const INSERT_JOBS: &str = concat!(
     job_columns!(),
     ") SELECT j.job_id, j.tenant, j.job_type, j.input, j.policy, j.priority, j.status, \
              j.message, j.result_artifact_uri, j.sink_task_id, j.task_count, \
-             j.completed_tasks, j.dead_tasks, j.created_at, j.updated_at \
+             j.completed_tasks, j.dead_tasks, j.schedule_id, j.scheduled_for, j.created_at, \
+             j.updated_at \
          FROM jsonb_to_recordset($1::jsonb) AS j(job_id TEXT, tenant TEXT, job_type TEXT, \
              input TEXT, policy TEXT, priority TEXT, status TEXT, message TEXT, \
              result_artifact_uri TEXT, sink_task_id TEXT, task_count INTEGER, \
-             completed_tasks INTEGER, dead_tasks INTEGER, created_at TIMESTAMPTZ, \
-             updated_at TIMESTAMPTZ, keyed BOOLEAN) \
+             completed_tasks INTEGER, dead_tasks INTEGER, schedule_id TEXT, \
+             scheduled_for TIMESTAMPTZ, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, \
+             keyed BOOLEAN) \
          WHERE NOT j.keyed OR j.job_id IN (SELECT job_id FROM claimed) \
          ON CONFLICT (job_id) DO NOTHING \
          RETURNING job_id), \
@@ -129,6 +131,82 @@ pub(super) const LOCK_KEY: &str = "SELECT body_hash, job_id, expires_at FROM ide
 /// `$1` tenant, `$2` key, `$3` body hash, `$4` job, `$5` expiry: rebinds an expired key.
 pub(super) const REBIND_KEY: &str = "UPDATE idempotency_keys \
      SET body_hash = $3, job_id = $4, expires_at = $5 WHERE tenant = $1 AND key = $2";
+
+// ---- schedules -----------------------------------------------------------------------------
+
+/// The columns `rows::schedule` reads.
+macro_rules! schedule_columns {
+    () => {
+        "schedule_id, tenant, cron, template, paused, next_fire_at, last_fire_at, last_job_id, \
+         created_at, updated_at"
+    };
+}
+
+/// `$1`…`$10` the columns of [`schedule_columns!`]: a new schedule; no row when the id is
+/// taken.
+pub(super) const INSERT_SCHEDULE: &str = concat!(
+    "INSERT INTO schedules (",
+    schedule_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (schedule_id) DO NOTHING RETURNING schedule_id"
+);
+
+/// `$1` schedule.
+pub(super) const SELECT_SCHEDULE: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE schedule_id = $1"
+);
+
+/// `$1` tenants (`NULL`: all), `$2` limit, `$3` offset.
+pub(super) const LIST_SCHEDULES: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE $1::text[] IS NULL OR tenant = ANY($1) \
+     ORDER BY schedule_id LIMIT $2 OFFSET $3"
+);
+
+/// `$1` tenants (`NULL`: all).
+pub(super) const COUNT_SCHEDULES: &str =
+    "SELECT count(*) AS n FROM schedules WHERE $1::text[] IS NULL OR tenant = ANY($1)";
+
+/// `$1` schedule.
+pub(super) const DELETE_SCHEDULE: &str =
+    "DELETE FROM schedules WHERE schedule_id = $1 RETURNING schedule_id";
+
+/// `$1` schedule, `$2` its next tick (`NULL`: pause), `$3` now: pauses or resumes it.
+pub(super) const SET_SCHEDULE_PAUSED: &str = concat!(
+    "UPDATE schedules SET paused = $2::timestamptz IS NULL, \
+         next_fire_at = coalesce($2, next_fire_at), updated_at = $3 \
+     WHERE schedule_id = $1 RETURNING ",
+    schedule_columns!()
+);
+
+/// `$1` now, `$2` limit: unpaused schedules due, the most overdue first (`schedules_due_idx`).
+pub(super) const DUE_SCHEDULES: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE NOT paused AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2"
+);
+
+/// `$1` schedule, `$2` the tick fired, `$3` the next tick, `$4` the tick's job, `$5` now:
+/// `schedule::fired`, only while the schedule is unpaused and still at that tick
+/// (`schedule::may_fire`); a replica that fired it first holds the row until it commits, and
+/// this one then finds it moved on.
+pub(super) const FIRE_SCHEDULE: &str = "UPDATE schedules \
+     SET next_fire_at = $3, last_fire_at = $2, last_job_id = $4, updated_at = $5 \
+     WHERE schedule_id = $1 AND next_fire_at = $2 AND NOT paused RETURNING schedule_id";
+
+/// `$1` schedule, `$2` tick, `$3` job: claims the tick; no row when it was claimed before.
+pub(super) const CLAIM_SCHEDULE_RUN: &str = "INSERT INTO schedule_runs \
+         (schedule_id, fire_time, job_id) VALUES ($1, $2, $3) \
+     ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING job_id";
+
+/// `$1` ticks fired before this, `$2` limit: retention of the tick claims.
+pub(super) const PURGE_SCHEDULE_RUNS: &str = "DELETE FROM schedule_runs \
+     WHERE (schedule_id, fire_time) IN ( \
+         SELECT schedule_id, fire_time FROM schedule_runs WHERE fire_time < $1 \
+         ORDER BY fire_time LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 /// `$1` job.
 pub(super) const SELECT_JOB: &str =

@@ -19,6 +19,7 @@ use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
     ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
 };
+use daef_core::schedule::{Firing, Schedule};
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, Timing};
 use daef_core::{Error, Result, Timestamp};
 use deadpool_postgres::{Client, GenericClient};
@@ -523,6 +524,82 @@ impl PostgresStore {
     }
 
     /// [`Store::purge`] in one short transaction, when no other replica runs it.
+    async fn list_schedules_tx(
+        client: &mut Client,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> TxResult<Page<Schedule>> {
+        let tx = read_only(client).start().await?;
+        let total = count(&query_one(&tx, sql::COUNT_SCHEDULES, &[&tenants]).await?)?;
+        let items = query(
+            &tx,
+            sql::LIST_SCHEDULES,
+            &[&tenants, &bigint(limit), &bigint(offset)],
+        )
+        .await?
+        .iter()
+        .map(rows::schedule)
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Page { total, items })
+    }
+
+    /// [`Store::fire_schedule`]: the schedule advanced (if still at the tick), the tick
+    /// claimed and its job inserted, in one transaction.
+    async fn fire_schedule_tx(
+        client: &mut Client,
+        firing: &Firing,
+        job: &Job,
+        tasks: &[Task],
+    ) -> TxResult<bool> {
+        let fire_time = firing.fire_time.datetime();
+        let job_id = job.job_id.as_str();
+        let tx = client.transaction().await?;
+        let advanced = query_opt(
+            &tx,
+            sql::FIRE_SCHEDULE,
+            &[
+                &firing.schedule_id,
+                &fire_time,
+                &firing.next_fire_at.datetime(),
+                &job_id,
+                &firing.now.datetime(),
+            ],
+        )
+        .await?;
+        if advanced.is_none() {
+            // Fired by another replica, paused or deleted meanwhile.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let claimed = query_opt(
+            &tx,
+            sql::CLAIM_SCHEDULE_RUN,
+            &[&firing.schedule_id, &fire_time, &job_id],
+        )
+        .await?;
+        if claimed.is_none() {
+            // This tick has its job already: keep the schedule moved past it, add nothing.
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
+        let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
+        let no_keys = serde_json::Value::Array(Vec::new());
+        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks, &no_keys])
+            .await?
+            .is_empty()
+        {
+            return Err(Failure::Domain(Error::conflict(format!(
+                "job {} already exists",
+                job.job_id
+            ))));
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn purge_tx(
         client: &mut Client,
         before: Timestamp,
@@ -548,6 +625,7 @@ impl PostgresStore {
         .await?
         .len() as u64;
         let keys = execute(&tx, sql::PURGE_KEYS, &[&now.datetime(), &limit]).await?;
+        execute(&tx, sql::PURGE_SCHEDULE_RUNS, &[&before.datetime(), &limit]).await?;
         tx.commit().await?;
         Ok(Purged { jobs, keys })
     }
@@ -956,6 +1034,92 @@ impl Store for PostgresStore {
             return Ok(RequeueOutcome::default());
         }
         with_retry!(self, client => Self::requeue_dead_tx(&mut client, tasks, now, timing))
+    }
+
+    async fn insert_schedule(&self, new: &Schedule) -> Result<bool> {
+        let template = Json(&new.template);
+        let last_job = new.last_job_id.as_ref().map(JobId::as_str);
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &new.schedule_id,
+            &new.tenant,
+            &new.cron,
+            &template,
+            &new.paused,
+            &new.next_fire_at.datetime(),
+            &new.last_fire_at.map(Timestamp::datetime),
+            &last_job,
+            &new.created_at.datetime(),
+            &new.updated_at.datetime(),
+        ];
+        let client = self.client().await?;
+        let row = query_opt(&client, sql::INSERT_SCHEDULE, &params)
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
+        let client = self.client().await?;
+        let row = query_opt(&client, sql::SELECT_SCHEDULE, &[&schedule_id])
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::schedule).transpose()
+    }
+
+    async fn list_schedules(
+        &self,
+        tenants: Option<&[String]>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Schedule>> {
+        with_retry!(self, client => Self::list_schedules_tx(&mut client, tenants, limit, offset))
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let row = query_opt(&client, sql::DELETE_SCHEDULE, &[&schedule_id])
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        next_fire_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<Schedule>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            sql::SET_SCHEDULE_PAUSED,
+            &[
+                &schedule_id,
+                &next_fire_at.map(Timestamp::datetime),
+                &now.datetime(),
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(rows::schedule).transpose()
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            sql::DUE_SCHEDULES,
+            &[&now.datetime(), &bigint(limit)],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::schedule)
+        .collect()
+    }
+
+    async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool> {
+        with_retry!(self, client => Self::fire_schedule_tx(&mut client, firing, job, tasks))
     }
 
     async fn append_audit(&self, draft: AuditDraft, now: Timestamp) -> Result<AuditEvent> {

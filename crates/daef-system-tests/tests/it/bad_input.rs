@@ -34,6 +34,10 @@ const UNKNOWN_JOB: &str = "job-00000000-0000-7000-8000-000000000000";
 
 const CHAT: &str = r#"{"type":"chat","input":"hello"}"#;
 
+/// A schedule of tenant acme that does not fire during the test (and is then paused).
+const NIGHTLY: &str =
+    r#"{"schedule_id":"acme-nightly","cron":"0 3 * * *","job":{"type":"chat","input":"hi"}}"#;
+
 /// The job whose task our worker holds while the bad requests go by: one task, with a timeout
 /// (which caps its lease) long enough to outlast them however slow the machine.
 const LONG_CHAT: &str = r#"{"type":"chat","input":"hello","tasks":[{"task_id":"t1","type":"llm_inference","timeout_sec":900}]}"#;
@@ -112,6 +116,10 @@ async fn bad_input(pair: Pair) {
         format!("the worker was handed {assignment}, not a task of {running_job}")
     });
     let queued_job = submit(&mut s, ACME, CHAT).await;
+    let schedule = s
+        .send(Request::post("/v1/schedules", NIGHTLY).bearer(ACME))
+        .await;
+    s.require_status(&schedule, 201, "creating a schedule");
 
     let jobs = [running_job.as_str(), queued_job.as_str()];
     let before = snapshot(&mut s, &jobs).await;
@@ -122,6 +130,7 @@ async fn bad_input(pair: Pair) {
     invalid_tenant_header(&mut s).await;
     refused_large_bodies(&mut s).await;
     tenant_privacy(&mut s, &queued_job, &task_id).await;
+    bad_schedules(&mut s).await;
 
     // Nothing changed: no job created, canceled or advanced, no lease touched, no worker
     // registered by a refused registration.
@@ -197,6 +206,9 @@ async fn snapshot(s: &mut Session, jobs: &[&str]) -> BTreeMap<String, Value> {
         .await;
     s.require_status(&count, 200, "counting the jobs");
     state.insert("the job count".to_owned(), count.json()["total"].clone());
+    let schedules = s.send(Request::get("/v1/schedules").bearer(OPERATOR)).await;
+    s.require_status(&schedules, 200, "listing the schedules");
+    state.insert("GET /v1/schedules".to_owned(), schedules.json());
     for job in jobs {
         for path in [format!("/v1/jobs/{job}"), format!("/v1/jobs/{job}/tasks")] {
             let read = s.send(Request::get(&path).bearer(OPERATOR)).await;
@@ -510,4 +522,144 @@ async fn tenant_privacy(s: &mut Session, job_id: &str, task_id: &str) {
             || format!("an unknown job is not 404 {{\"error\":\"job not found\"}}\n{unknown}"),
         );
     }
+}
+
+/// Schedule requests refused with a 4xx naming the problem, changing no schedule; another
+/// tenant's schedule is answered as an unknown one.
+async fn bad_schedules(s: &mut Session) {
+    let job = r#""job":{"type":"chat","input":"hi"}"#;
+    let cases: Vec<(String, u16, &[&str])> = vec![
+        (format!(r#"{{"cron":"* * * * *",{job}}}"#), 400, &["schedule_id"]),
+        (
+            format!(r#"{{"schedule_id":"has space","cron":"* * * * *",{job}}}"#),
+            400,
+            &["schedule_id"],
+        ),
+        (format!(r#"{{"schedule_id":"s1",{job}}}"#), 400, &["cron"]),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"* * * *",{job}}}"#),
+            400,
+            &["cron", "5 fields"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"0 * * * * *",{job}}}"#),
+            400,
+            &["cron", "5 fields"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"61 * * * *",{job}}}"#),
+            400,
+            &["cron"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"0 0 30 2 *",{job}}}"#),
+            400,
+            &["never fires"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *"}"#.to_owned(),
+            400,
+            &["job"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":"chat"}"#.to_owned(),
+            400,
+            &["job"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"input":"hi"}}"#.to_owned(),
+            400,
+            &["job.type"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"chat"}}"#.to_owned(),
+            400,
+            &["job.input"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"chat","input":"hi","delay_seconds":60}}"#.to_owned(),
+            400,
+            &["job.delay_seconds"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"chat","input":"hi","run_at":"2030-01-01T00:00:00Z"}}"#.to_owned(),
+            400,
+            &["job.run_at"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"x","tasks":[{"task_id":"a b","type":"t"}]}}"#.to_owned(),
+            400,
+            &["tasks[0].task_id"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"x","tasks":[{"task_id":"a","type":"t","dependencies":["a"]}]}}"#.to_owned(),
+            400,
+            &["tasks"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"* * * * *","paused":"yes",{job}}}"#),
+            400,
+            &["paused"],
+        ),
+        (
+            r#"{"schedule_id":"s1","cron":"* * * * *","job":{"type":"chat","input":"a\u0000b"}}"#
+                .to_owned(),
+            400,
+            &["input", "NUL"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"s1","cron":"* *\u0000 * * *",{job}}}"#),
+            400,
+            &["cron", "NUL"],
+        ),
+        (
+            format!(r#"{{"schedule_id":"acme-nightly","cron":"* * * * *",{job}}}"#),
+            409,
+            &["acme-nightly", "already exists"],
+        ),
+    ];
+    for (body, status, words) in &cases {
+        let refused = s
+            .send(Request::post("/v1/schedules", body.as_str()).bearer(ACME))
+            .await;
+        s.expect_error(&refused, *status, words, &format!("creating {body}"));
+    }
+    // A tenant token cannot create a schedule for another tenant.
+    let foreign = s
+        .send(
+            Request::post(
+                "/v1/schedules",
+                r#"{"schedule_id":"s2","cron":"* * * * *","job":{"type":"chat","input":"hi","tenant":"acme"}}"#,
+            )
+            .bearer(BETA),
+        )
+        .await;
+    s.expect_status(&foreign, 403, "a schedule for another tenant");
+    // Another tenant's schedule reads exactly as an unknown one.
+    let requests = |id: &str| {
+        [
+            Request::get(&format!("/v1/schedules/{id}")),
+            Request::delete(&format!("/v1/schedules/{id}")),
+            Request::post(&format!("/v1/schedules/{id}/pause"), ""),
+            Request::post(&format!("/v1/schedules/{id}/resume"), ""),
+        ]
+    };
+    for (foreign, unknown) in requests("acme-nightly")
+        .into_iter()
+        .zip(requests("no-such-schedule"))
+    {
+        let foreign = s.send(foreign.bearer(BETA)).await;
+        let unknown = s.send(unknown.bearer(BETA)).await;
+        s.check(
+            foreign.status() == 404
+                && unknown.status() == 404
+                && foreign.response.body == unknown.response.body
+                && unknown.response.body == br#"{"error":"schedule not found"}"#,
+            || format!("another tenant's schedule is not answered as an unknown one\n{foreign}\n{unknown}"),
+        );
+    }
+    let hidden = s.send(Request::get("/v1/schedules").bearer(BETA)).await;
+    s.check(hidden.json()["total"] == 0, || {
+        format!("tenant beta sees acme's schedules\n{hidden}")
+    });
 }
