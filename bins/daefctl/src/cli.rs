@@ -61,6 +61,9 @@ pub(crate) enum Command {
         /// The job id.
         job_id: String,
     },
+    /// Periodic schedules: create, list, show, pause, resume, delete.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// The dead-letter queue (needs an operator token).
     #[command(subcommand)]
     DeadLetter(DeadLetter),
@@ -75,27 +78,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct Submit {
-    /// The job type (`batch_analysis` or an input containing "analyze" selects the
-    /// split → embed → summarize chain).
-    #[arg(long = "type", default_value = "chat")]
-    pub(crate) job_type: String,
-    /// The input text (required unless --tasks is given).
-    #[arg(long, required_unless_present = "tasks")]
-    pub(crate) input: Option<String>,
-    /// A policy name, kept with the job.
-    #[arg(long)]
-    pub(crate) policy: Option<String>,
-    /// Dispatch class.
-    #[arg(long, value_enum)]
-    pub(crate) priority: Option<PriorityArg>,
-    /// The owning tenant (default: from the token or --as-tenant).
-    #[arg(long)]
-    pub(crate) tenant: Option<String>,
-    /// An explicit DAG: a JSON file (`-` for stdin) holding an array of tasks
-    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?}`; `inputs` is an
-    /// object of strings (`{"rows": "500"}`, not `500`).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) tasks: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
     /// Follow the job with a live progress bar until it completes, fails or is canceled.
     #[arg(long)]
     pub(crate) wait: bool,
@@ -114,6 +98,91 @@ pub(crate) struct Submit {
     /// covers daefctl's own retries.
     #[arg(long, value_name = "KEY")]
     pub(crate) idempotency_key: Option<String>,
+}
+
+/// What a job is made of: `submit` sends it once, `schedule create` on every tick.
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// The job type (`batch_analysis` or an input containing "analyze" selects the
+    /// split → embed → summarize chain).
+    #[arg(long = "type", default_value = "chat")]
+    pub(crate) job_type: String,
+    /// The input text (required unless --tasks is given).
+    #[arg(long, required_unless_present = "tasks")]
+    pub(crate) input: Option<String>,
+    /// A policy name, kept with the job.
+    #[arg(long)]
+    pub(crate) policy: Option<String>,
+    /// Dispatch class.
+    #[arg(long, value_enum)]
+    pub(crate) priority: Option<PriorityArg>,
+    /// The owning tenant (default: from the token or --as-tenant).
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// An explicit DAG: a JSON file (`-` for stdin) holding an array of tasks
+    /// `{task_id, type, inputs?, dependencies?, max_retries?, timeout_sec?, retry_backoff?}`;
+    /// `inputs` is an object of strings (`{"rows": "500"}`, not `500`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tasks: Option<PathBuf>,
+}
+
+/// Periodic schedules.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Create a schedule: on each tick of --cron (five fields, UTC) the gateway submits the
+    /// job described by the job options. Ticks missed while every gateway was down are not
+    /// back-filled (one catch-up run at most).
+    Create(ScheduleCreate),
+    /// List schedules by id.
+    List(ScheduleList),
+    /// Show a schedule.
+    Show {
+        /// The schedule id.
+        schedule_id: String,
+    },
+    /// Pause a schedule: it fires no more until resumed.
+    Pause {
+        /// The schedule id.
+        schedule_id: String,
+    },
+    /// Resume a schedule from its first tick after now (missed ticks are not run).
+    Resume {
+        /// The schedule id.
+        schedule_id: String,
+    },
+    /// Delete a schedule; the jobs it created stay.
+    Delete {
+        /// The schedule id.
+        schedule_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleCreate {
+    /// The schedule id: 1-128 characters of [A-Za-z0-9._-], unique.
+    pub(crate) schedule_id: String,
+    /// Five fields, UTC: minute hour day-of-month month day-of-week (e.g. "0 3 * * *",
+    /// "*/15 9-17 * * MON-FRI").
+    #[arg(long)]
+    pub(crate) cron: String,
+    /// Create it paused.
+    #[arg(long)]
+    pub(crate) paused: bool,
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleList {
+    /// Only this tenant's schedules.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Page size (gateway default 100).
+    #[arg(long)]
+    pub(crate) limit: Option<u64>,
+    /// Schedules to skip.
+    #[arg(long)]
+    pub(crate) offset: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

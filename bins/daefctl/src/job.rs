@@ -10,22 +10,31 @@ use daef_core::model::{JobId, JobStatus};
 use serde_json::json;
 
 use crate::Ctx;
-use crate::cli::{JobsArgs, Submit, TasksArgs};
+use crate::cli::{JobArgs, JobsArgs, Submit, TasksArgs};
 use crate::explain::exit;
 use crate::output::{self, Table, opt, short, time};
 use crate::progress;
 
-pub(crate) async fn submit(ctx: &Ctx, args: Submit) -> anyhow::Result<u8> {
+/// The job the options describe (its tasks file read), to start at once.
+pub(crate) fn job_submission(args: JobArgs) -> anyhow::Result<JobSubmission> {
     let tasks = args.tasks.as_deref().map(read_tasks).transpose()?;
-    let job = JobSubmission {
+    Ok(JobSubmission {
         job_type: args.job_type,
         input: args.input,
         policy: args.policy,
         priority: args.priority.map(Into::into),
         tenant: args.tenant,
         tasks,
+        run_at: None,
+        delay_seconds: None,
+    })
+}
+
+pub(crate) async fn submit(ctx: &Ctx, args: Submit) -> anyhow::Result<u8> {
+    let job = JobSubmission {
         run_at: args.run_at,
         delay_seconds: args.delay_seconds,
+        ..job_submission(args.job)?
     };
     let submitted = match &args.idempotency_key {
         Some(key) => ctx.client.submit_job_with_key(&job, key).await?,

@@ -14,6 +14,7 @@ mod ops;
 mod output;
 mod progress;
 mod requeue;
+mod schedule;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Jobs(args) => job::jobs(&ctx, args).await,
         Command::Tasks(args) => job::tasks(&ctx, args).await,
         Command::Cancel { job_id } => job::cancel(&ctx, &job_id).await,
+        Command::Schedule(command) => schedule::run(&ctx, command).await,
         Command::DeadLetter(DeadLetter::List { limit }) => admin::dead_letters(&ctx, limit).await,
         Command::DeadLetter(DeadLetter::Requeue(args)) => {
             requeue::run(&ctx, requeue::Action::Requeue, args).await

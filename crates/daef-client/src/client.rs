@@ -476,6 +476,52 @@ impl Client {
             .json()
     }
 
+    // --- schedules -----------------------------------------------------------------------------
+
+    /// `POST /v1/schedules`. [`Error::Conflict`] when the id is taken.
+    pub async fn create_schedule(&self, schedule: &ScheduleSubmission) -> Result<ScheduleInfo> {
+        self.post("/v1/schedules", schedule).await
+    }
+
+    /// `GET /v1/schedules`: a page of schedules, by id.
+    pub async fn list_schedules(&self, filter: &ScheduleFilter) -> Result<ScheduleList> {
+        let mut q = QueryString::new();
+        q.opt("tenant", filter.tenant.as_deref());
+        q.num("limit", filter.limit);
+        q.num("offset", filter.offset);
+        self.get("/v1/schedules", q.finish()).await
+    }
+
+    /// `GET /v1/schedules/{id}`.
+    pub async fn schedule(&self, schedule_id: &str) -> Result<ScheduleInfo> {
+        self.get(&format!("/v1/schedules/{}", segment(schedule_id)), None)
+            .await
+    }
+
+    /// `DELETE /v1/schedules/{id}`: it fires no more; its jobs stay.
+    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<ScheduleDeleted> {
+        let path = format!("/v1/schedules/{}", segment(schedule_id));
+        self.call(Method::DELETE, &path, None, None, &[])
+            .await?
+            .json()
+    }
+
+    /// `POST /v1/schedules/{id}/pause`.
+    pub async fn pause_schedule(&self, schedule_id: &str) -> Result<ScheduleInfo> {
+        let path = format!("/v1/schedules/{}/pause", segment(schedule_id));
+        self.call(Method::POST, &path, None, None, &[])
+            .await?
+            .json()
+    }
+
+    /// `POST /v1/schedules/{id}/resume`: from its first tick after now.
+    pub async fn resume_schedule(&self, schedule_id: &str) -> Result<ScheduleInfo> {
+        let path = format!("/v1/schedules/{}/resume", segment(schedule_id));
+        self.call(Method::POST, &path, None, None, &[])
+            .await?
+            .json()
+    }
+
     /// `GET /v1/jobs/{id}/events`: the job's event stream. Errors (401, 403, 404, …) come
     /// before the stream opens, as for [`Client::job`].
     pub async fn job_events(&self, job_id: &JobId) -> Result<JobEvents> {

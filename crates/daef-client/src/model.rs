@@ -19,6 +19,17 @@ pub struct JobFilter {
     pub offset: Option<u64>,
 }
 
+/// Filters of `GET /v1/schedules`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleFilter {
+    /// Only this tenant's schedules.
+    pub tenant: Option<String>,
+    /// Page size (gateway default 100, cap 1000).
+    pub limit: Option<u64>,
+    /// Schedules to skip.
+    pub offset: Option<u64>,
+}
+
 /// Filters of `GET /v1/jobs/{id}/tasks`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskFilter {

@@ -1,5 +1,6 @@
 //! Issue 15 end to end, with real gateway and worker processes: a failed attempt is retried
-//! only after its back-off, and a delayed job starts at its time.
+//! only after its back-off, a delayed job starts at its time, and a periodic schedule run by
+//! two replicas creates one job per tick, with one catch-up run after missed ticks.
 
 use std::time::Duration;
 
@@ -127,4 +128,163 @@ async fn a_delayed_job_starts_at_its_time() {
         "started {:.3}s after the submit, before its delay of 2s",
         started - submitted
     );
+}
+
+#[tokio::test]
+async fn two_replicas_fire_each_tick_of_a_schedule_once() {
+    let Some(schema) = daef_testenv::postgres::fresh_schema().await else {
+        return;
+    };
+    let Some(redis) = daef_testenv::redis::test() else {
+        return;
+    };
+    let scratch = Scratch::new("schedule-replicas");
+    let mut vars = fast_leases();
+    vars.extend([
+        ("DAEF_STORE", "postgres".to_owned()),
+        ("DAEF_POSTGRES_DSN", schema.dsn_with_search_path()),
+        ("DAEF_QUEUE", "redis".to_owned()),
+        ("DAEF_REDIS_ADDR", redis.addr().to_owned()),
+        ("DAEF_REDIS_KEY", redis.key().to_owned()),
+    ]);
+    let a = Gateway::start(&scratch, &vars).await;
+    let b = Gateway::start(&scratch, &vars).await;
+    let log = scratch.path("runs");
+    let script = scratch.script(
+        "record.sh",
+        r#"echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
+    );
+    let _worker = b.worker(
+        &scratch,
+        "w-scheduled",
+        &[
+            (
+                "DAEF_COMMANDS",
+                format!("llm_inference={}", script.display()),
+            ),
+            ("E2E_LOG", log.display().to_string()),
+        ],
+    );
+    let created = a
+        .daefctl(
+            None,
+            &[
+                "--json",
+                "schedule",
+                "create",
+                "every-minute",
+                "--cron",
+                "* * * * *",
+                "--type",
+                "chat",
+                "--input",
+                "tick",
+            ],
+        )
+        .await
+        .code(0)
+        .json();
+    assert_eq!(created["schedule_id"], "every-minute", "{created}");
+    assert_eq!(created["paused"], false, "{created}");
+
+    // Every gateway was down for three hours: both replicas find the schedule three hours
+    // late at once, and one catch-up job comes of it.
+    let db = daef_testenv::postgres::connect(&schema.dsn_with_search_path())
+        .await
+        .expect("connect");
+    let missed = db
+        .query_one(
+            "UPDATE schedules SET next_fire_at = date_trunc('minute', now()) - interval '3 hours' \
+             WHERE schedule_id = 'every-minute' \
+             RETURNING (extract(epoch FROM next_fire_at) * 1000000)::bigint",
+            &[],
+        )
+        .await
+        .expect("make the schedule late");
+    let missed = Timestamp::from_unix_micros(missed.get(0));
+    let c = a.client(None);
+    let scheduled = || async {
+        let jobs = c.list_jobs(&Default::default()).await.expect("jobs").jobs;
+        let mut ticks: Vec<Timestamp> = jobs
+            .iter()
+            .map(|j| {
+                assert_eq!(j.schedule_id.as_deref(), Some("every-minute"), "{j:?}");
+                j.scheduled_for.expect("a scheduled job has its tick")
+            })
+            .collect();
+        ticks.sort();
+        (jobs, ticks)
+    };
+    let (jobs, ticks) = eventually("the catch-up job", Duration::from_secs(20), || async {
+        let (jobs, ticks) = scheduled().await;
+        (!jobs.is_empty()).then_some((jobs, ticks))
+    })
+    .await;
+    assert_eq!(
+        ticks,
+        [missed],
+        "one catch-up job, for the oldest missed tick"
+    );
+    let after = b.client(None).schedule("every-minute").await.expect("read");
+    let next = after.next_fire_at.expect("running");
+    assert!(
+        next > Timestamp::now(),
+        "the missed ticks are skipped: {after:?}"
+    );
+    assert_eq!(after.last_job_id.as_ref(), Some(&jobs[0].job_id));
+    eventually(
+        "the catch-up job to run",
+        Duration::from_secs(20),
+        || async {
+            c.job(&jobs[0].job_id)
+                .await
+                .ok()
+                .filter(|j| j.status == JobStatus::Completed)
+        },
+    )
+    .await;
+
+    // The next tick, at most a minute away: one more job, for that tick, run by the worker.
+    let (jobs, ticks) = eventually("the next tick's job", Duration::from_secs(75), || async {
+        let (jobs, ticks) = scheduled().await;
+        (jobs.len() >= 2).then_some((jobs, ticks))
+    })
+    .await;
+    assert_eq!(ticks, [missed, next], "one job per tick");
+    // Both replicas reconcile every 200 ms: give a duplicate the time to show if it could.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scheduled().await.1, [missed, next]);
+    let newest = &jobs[0];
+    eventually("the tick's job to run", Duration::from_secs(20), || async {
+        c.job(&newest.job_id)
+            .await
+            .ok()
+            .filter(|j| j.status == JobStatus::Completed)
+    })
+    .await;
+    assert_eq!(starts(&log).len(), 2, "each job ran once");
+    let runs: i64 = db
+        .query_one("SELECT count(*) FROM schedule_runs", &[])
+        .await
+        .expect("count runs")
+        .get(0);
+    assert_eq!(runs, 2);
+
+    // Paused through daefctl it shows as paused; deleted, it is gone and its jobs stay.
+    let paused = b
+        .daefctl(None, &["--json", "schedule", "pause", "every-minute"])
+        .await
+        .code(0)
+        .json();
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert!(paused["next_fire_at"].is_null(), "{paused}");
+    let listed = a.daefctl(None, &["schedule", "list"]).await.code(0);
+    assert!(listed.stdout.contains("every-minute"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("paused"), "{}", listed.stdout);
+    a.daefctl(None, &["schedule", "delete", "every-minute"])
+        .await
+        .code(0);
+    let gone = a.daefctl(None, &["schedule", "show", "every-minute"]).await;
+    assert_ne!(gone.code, 0, "{}", gone.stdout);
+    assert_eq!(scheduled().await.0.len(), 2, "its jobs stay");
 }
