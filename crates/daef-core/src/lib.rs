@@ -1,6 +1,7 @@
 //! DAEF's domain core: ids, jobs and their task DAGs, the planner, the lifecycle rules
-//! (leases, attempts, dead letters), the audit hash chain, the ports ([`ports::Store`],
-//! [`ports::Queue`], [`ports::RateLimiter`]) and the [`engine::Engine`] that drives them.
+//! (leases, attempts, dead letters, retry back-off), periodic schedules, the audit hash chain,
+//! the ports ([`ports::Store`], [`ports::Queue`], [`ports::RateLimiter`]) and the
+//! [`engine::Engine`] that drives them.
 //!
 //! It is embeddable on its own: pair it with the memory adapters of `daef-store` and
 //! `daef-queue` (see `examples/in_process.rs`) and a job runs end to end in one process.
