@@ -547,12 +547,32 @@ pub fn keyed_replay(
     body_hash: &str,
     now: Timestamp,
 ) -> Option<crate::ports::KeyedInsert> {
+    let stored = stored?;
+    replay_of(
+        &stored.job_id,
+        stored.expires_at,
+        stored.body_hash == body_hash,
+        now,
+    )
+}
+
+/// [`keyed_replay`] over a key's parts, for a store that keeps keys its own way: the key names
+/// `job_id` until `expires_at`, and was stored by a submit whose body was this one's
+/// (`same_body`) or not.
+pub fn replay_of(
+    job_id: &JobId,
+    expires_at: Timestamp,
+    same_body: bool,
+    now: Timestamp,
+) -> Option<crate::ports::KeyedInsert> {
     use crate::ports::KeyedInsert;
-    let stored = stored.filter(|k| k.expires_at > now)?;
-    Some(if stored.body_hash == body_hash {
-        KeyedInsert::Replayed(stored.job_id.clone())
+    if expires_at <= now {
+        return None;
+    }
+    Some(if same_body {
+        KeyedInsert::Replayed(job_id.clone())
     } else {
-        KeyedInsert::Conflict(stored.job_id.clone())
+        KeyedInsert::Conflict(job_id.clone())
     })
 }
 

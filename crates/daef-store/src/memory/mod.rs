@@ -23,7 +23,7 @@ use daef_core::model::{
 };
 use daef_core::ports::{
     AuditQuery, Dispatch, ExpiredLease, IdempotencyKey, JobQuery, KeyedInsert, Page, Purged,
-    ReportEffects, ReportOutcome, RequeueOutcome, Store, StoredKey, TaskQuery,
+    ReportEffects, ReportOutcome, RequeueOutcome, Store, TaskQuery,
 };
 use daef_core::schedule::{self, Firing, Schedule};
 use daef_core::transition::{self, AttemptOutcome, CancelOutcome, ReportCheck, Timing};
@@ -70,10 +70,10 @@ struct Inner {
     idx: Indexes,
     workers: HashMap<String, Worker>,
     audit: Vec<AuditEvent>,
-    /// Submits' idempotency keys, by tenant and key.
-    keys: HashMap<(String, String), StoredKey>,
+    /// Submits' idempotency keys, by the digest of tenant and key.
+    keys: HashMap<KeyDigest, HeldKey>,
     /// The keys by expiry, for retention.
-    key_expiry: BTreeSet<(Timestamp, (String, String))>,
+    key_expiry: BTreeSet<(Timestamp, KeyDigest)>,
     /// Periodic schedules by id.
     schedules: BTreeMap<String, Schedule>,
     /// Unpaused schedules by their next tick, for the reconciler.
@@ -97,6 +97,33 @@ impl Inner {
         }
         Some(result)
     }
+}
+
+/// blake3 of an idempotency key's tenant and key (or of a submit's body hash): 32 bytes where
+/// the strings took a few hundred with their allocations. A collision is as likely as one of
+/// blake3 itself, so the digests stand for the strings.
+type KeyDigest = [u8; 32];
+
+fn key_digest(tenant: &str, key: &str) -> KeyDigest {
+    let mut hasher = blake3::Hasher::new();
+    // The tenant's length first: ("ab", "c") and ("a", "bc") must differ.
+    hasher.update(&(tenant.len() as u64).to_le_bytes());
+    hasher.update(tenant.as_bytes());
+    hasher.update(key.as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+fn body_digest(body_hash: &str) -> KeyDigest {
+    *blake3::hash(body_hash.as_bytes()).as_bytes()
+}
+
+/// An idempotency key as the memory store keeps it: a key lives as long as
+/// `DAEF_IDEMPOTENCY_TTL_SECONDS` (a day), so at a thousand submits a second there are tens of
+/// millions of them, and each must stay small. The job id is the job record's own.
+struct HeldKey {
+    body: KeyDigest,
+    job_id: Arc<str>,
+    expires_at: Timestamp,
 }
 
 /// One stored job.
@@ -644,13 +671,13 @@ impl Store for MemoryStore {
             purged.jobs += 1;
         }
         while (purged.keys as usize) < limit {
-            let Some((expires, key)) = inner.key_expiry.first().cloned() else {
+            let Some((expires, key)) = inner.key_expiry.first().copied() else {
                 break;
             };
             if expires > now {
                 break;
             }
-            inner.key_expiry.remove(&(expires, key.clone()));
+            inner.key_expiry.remove(&(expires, key));
             inner.keys.remove(&key);
             purged.keys += 1;
         }
@@ -665,17 +692,28 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<KeyedInsert> {
         let mut inner = self.lock();
-        let id = (key.tenant.clone(), key.key.clone());
-        if let Some(found) = transition::keyed_replay(inner.keys.get(&id), &key.body_hash, now) {
-            return Ok(found);
+        let id = key_digest(&key.tenant, &key.key);
+        let body = body_digest(&key.body_hash);
+        if let Some(held) = inner.keys.get(&id) {
+            let job_id = JobId::new(&*held.job_id);
+            if let Some(found) =
+                transition::replay_of(&job_id, held.expires_at, held.body == body, now)
+            {
+                return Ok(found);
+            }
         }
         inner.insert_job(job, tasks)?;
-        inner.key_expiry.insert((key.expires_at, id.clone()));
+        let job_id = inner
+            .jobs
+            .get_key_value(job.job_id.as_str())
+            .map(|(id, _)| Arc::clone(id))
+            .ok_or_else(|| Error::backend("memory", "a job just stored is missing"))?;
+        inner.key_expiry.insert((key.expires_at, id));
         let replaced = inner.keys.insert(
-            id.clone(),
-            StoredKey {
-                body_hash: key.body_hash.clone(),
-                job_id: job.job_id.clone(),
+            id,
+            HeldKey {
+                body,
+                job_id,
                 expires_at: key.expires_at,
             },
         );
