@@ -16,5 +16,6 @@ mod long_poll;
 mod metrics;
 mod reports;
 mod routes;
+mod schedules;
 mod server;
 mod workers;
