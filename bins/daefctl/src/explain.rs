@@ -37,17 +37,29 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
         Error::Forbidden(msg) => (
             format!("403 forbidden: {msg}"),
             "this token lacks the scope: dead-letter and audit need `operator`; metrics needs `metrics` or `operator`; \
-             jobs need `tenant:<id>` or `operator`"
+             jobs and schedules need `tenant:<id>` or `operator`"
                 .to_owned(),
         ),
         Error::NotFound(msg) if msg == "not found" => (
             format!("404 not found: {msg}"),
             format!("the gateway at {url} does not serve this route: check --url, or the gateway is older than this daefctl"),
         ),
+        Error::NotFound(msg) if msg.starts_with("schedule") => (
+            format!("404 not found: {msg}"),
+            "check the id: `daefctl schedule list` lists schedules (a tenant token sees only its own \
+             tenant's; an in-memory gateway forgets them when it restarts)"
+                .to_owned(),
+        ),
         Error::NotFound(msg) => (
             format!("404 not found: {msg}"),
             "check the id: `daefctl jobs` lists jobs, `daefctl tasks JOB_ID` a job's tasks (a tenant token sees only \
              its own tenant's jobs; an in-memory gateway forgets everything when it restarts)"
+                .to_owned(),
+        ),
+        Error::Conflict(msg) if msg.starts_with("schedule ") => (
+            format!("409 conflict: {msg}"),
+            "a schedule has this id: `daefctl schedule show ID` shows it; to change it, delete it \
+             and create it again"
                 .to_owned(),
         ),
         Error::Conflict(msg) => (
@@ -170,6 +182,16 @@ mod tests {
             hint_for(Error::NotFound("job not found".into()))
                 .hint
                 .contains("daefctl jobs")
+        );
+        assert!(
+            hint_for(Error::NotFound("schedule not found".into()))
+                .hint
+                .contains("daefctl schedule list")
+        );
+        assert!(
+            hint_for(Error::Conflict("schedule nightly already exists".into()))
+                .hint
+                .contains("delete it")
         );
         assert!(
             hint_for(Error::NotFound("not found".into()))

@@ -1319,3 +1319,16 @@ mod arena_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_digest_tells_where_the_tenant_ends() {
+        assert_ne!(key_digest("ab", "c"), key_digest("a", "bc"));
+        assert_ne!(key_digest("", "abc"), key_digest("abc", ""));
+        assert_eq!(key_digest("acme", "order-7"), key_digest("acme", "order-7"));
+        assert_ne!(body_digest("a"), body_digest("b"));
+    }
+}
