@@ -230,6 +230,26 @@ try {
   assert.match(await workerRow.textContent(), /alive.*healthy.*8Gi.*llama3-8b.*bash, python.*eu-west-1/s);
   await shot(page, 'workers');
 
+  step('schedules: listed, paused and resumed from their page');
+  const made = await api('POST', '/v1/schedules', 'acme', {
+    schedule_id: 'nightly-report', cron: '0 3 * * *', job: { type: 'batch_analysis', input: 'Analyze the day' },
+  });
+  assert.equal(made.status, 201, made.text);
+  const paused = await api('POST', '/v1/schedules', 'op', {
+    schedule_id: 'quarter-hourly', cron: '*/15 9-17 * * MON-FRI', job: { type: 'chat', input: 'digest', tenant: 'beta' }, paused: true,
+  });
+  assert.equal(paused.status, 201, paused.text);
+  await page.goto(`${BASE}/console/schedules`);
+  const nightly = page.locator('tr:has(code:text-is("nightly-report"))');
+  assert.match(await nightly.textContent(), /acme.*0 3 \* \* \*.*batch_analysis.*running/s);
+  await nightly.getByRole('button', { name: /Pause/ }).click();
+  assert.match(await page.locator('.notice').textContent(), /Paused nightly-report/);
+  assert.equal((await api('GET', '/v1/schedules/nightly-report', 'op')).json.paused, true);
+  await page.locator('tr:has(code:text-is("nightly-report"))').getByRole('button', { name: /Resume/ }).click();
+  assert.match(await page.locator('.notice').textContent(), /Resumed nightly-report: its next tick is/);
+  assert.equal((await api('GET', '/v1/schedules/nightly-report', 'op')).json.paused, false);
+  await shot(page, 'schedules');
+
   step('cancel a selection from the job list');
   const toCancel = [await submit('acme', single('idle-1', 2)), await submit('acme', single('idle-2', 2))];
   await page.goto(`${BASE}/console/jobs?tenant=acme`);

@@ -37,6 +37,8 @@ const COUNT_CAP: u64 = 10_000;
 const DEAD_LETTERS_PAGE: usize = 1_000;
 /// Workers per page.
 const WORKERS_PAGE: usize = 100;
+/// Schedules per page.
+const SCHEDULES_PAGE: usize = 100;
 /// Audit events per page.
 const AUDIT_PAGE: usize = 50;
 /// Largest form a console page posts.
@@ -217,6 +219,9 @@ where
         (true, ["jobs", id, "cancel"]) => cancel_job(req, s, id).await,
         (false, ["dead-letters"]) => dead_letters(req, s, None).await,
         (true, ["dead-letters"]) => act_on_dead(req, s, &form).await,
+        (false, ["schedules"]) => schedules(req, s).await,
+        (true, ["schedules", id, "pause"]) => pause_or_resume(req, s, id, true).await,
+        (true, ["schedules", id, "resume"]) => pause_or_resume(req, s, id, false).await,
         (false, ["workers"]) => workers(req, s).await,
         (false, ["audit"]) => audit(req, s, None).await,
         (false, ["audit.csv"]) => audit_csv(req, s).await,
@@ -311,9 +316,10 @@ struct Chrome {
 
 impl Chrome {
     fn new(req: &Req<'_>, session: &Session, current: &str) -> Self {
-        let pages: [(&str, &str, Route); 5] = [
+        let pages: [(&str, &str, Route); 6] = [
             ("/console/", "Overview", Route::Healthz),
             ("/console/jobs", "Jobs", Route::ListJobs),
+            ("/console/schedules", "Schedules", Route::ListSchedules),
             (
                 "/console/dead-letters",
                 "Dead letters",
@@ -1103,6 +1109,106 @@ async fn act_on_dead(req: &Req<'_>, session: &Session, form: &[(String, String)]
     let confirm_again =
         (needs_confirm && result.error.is_some() && result.retry_after.is_none()).then_some(action);
     dead_letters(req, session, Some((result, selected, confirm_again))).await
+}
+
+// ---- schedules ------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct ScheduleRow {
+    schedule_id: String,
+    tenant: String,
+    cron: String,
+    job_type: String,
+    paused: bool,
+    next_fire_at: String,
+    last_fire_at: String,
+    last_job_id: String,
+}
+
+impl From<&api::ScheduleInfo> for ScheduleRow {
+    fn from(s: &api::ScheduleInfo) -> Self {
+        Self {
+            schedule_id: s.schedule_id.clone(),
+            tenant: s.tenant.clone(),
+            cron: s.cron.clone(),
+            job_type: s.job.job_type.clone(),
+            paused: s.paused,
+            next_fire_at: s.next_fire_at.map(|t| t.to_string()).unwrap_or_default(),
+            last_fire_at: s.last_fire_at.map(|t| t.to_string()).unwrap_or_default(),
+            last_job_id: s
+                .last_job_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "schedules.html")]
+struct SchedulesPage {
+    chrome: Option<Chrome>,
+    rows: Vec<ScheduleRow>,
+    total: u64,
+    can_act: bool,
+    newer: Option<String>,
+    older: Option<String>,
+}
+
+async fn schedules(req: &Req<'_>, session: &Session) -> PageResult {
+    require(session, &Route::ListSchedules)?;
+    let offset = req.offset()?;
+    let reply = req
+        .call(
+            session,
+            Method::GET,
+            &format!("/v1/schedules?limit={SCHEDULES_PAGE}&offset={offset}"),
+        )
+        .send()
+        .await;
+    let list: api::ScheduleList = reply.parse().map_err(|_| Refusal::from_reply(&reply))?;
+    let rows: Vec<ScheduleRow> = list.schedules.iter().map(ScheduleRow::from).collect();
+    render(
+        StatusCode::OK,
+        &SchedulesPage {
+            chrome: Some(Chrome::new(req, session, "Schedules")),
+            total: list.total,
+            can_act: allowed(session, &Route::PauseSchedule(String::new())),
+            newer: (offset > 0).then(|| {
+                format!(
+                    "/console/schedules?offset={}",
+                    offset.saturating_sub(SCHEDULES_PAGE)
+                )
+            }),
+            older: ((offset + rows.len()) < list.total as usize)
+                .then(|| format!("/console/schedules?offset={}", offset + SCHEDULES_PAGE)),
+            rows,
+        },
+    )
+}
+
+/// Pauses (`pause`) or resumes a schedule through the API, and says how it went.
+async fn pause_or_resume(req: &Req<'_>, session: &Session, id: &str, pause: bool) -> PageResult {
+    let action = if pause { "pause" } else { "resume" };
+    let reply = req
+        .call(
+            session,
+            Method::POST,
+            &format!("/v1/schedules/{}/{action}", enc(id)),
+        )
+        .send()
+        .await;
+    let notice = match reply.parse::<api::ScheduleInfo>() {
+        Ok(schedule) => match schedule.next_fire_at {
+            Some(next) => format!("Resumed {id}: its next tick is {next}."),
+            None => format!("Paused {id}: it fires no more until resumed."),
+        },
+        Err(message) => format!("{id} was not changed: {message}"),
+    };
+    Ok(see_other(&format!(
+        "/console/schedules?notice={}",
+        enc(&notice)
+    )))
 }
 
 // ---- workers --------------------------------------------------------------------------------

@@ -177,6 +177,7 @@ async fn pages_need_the_scopes_of_the_api_routes_behind_them() {
         ("op", "/console/jobs", StatusCode::OK),
         ("op", "/console/dead-letters", StatusCode::OK),
         ("op", "/console/workers", StatusCode::OK),
+        ("op", "/console/schedules", StatusCode::OK),
         ("op", "/console/audit", StatusCode::OK),
         ("op", "/console/audit/verify", StatusCode::OK),
         ("acme", "/console/", StatusCode::OK),
@@ -184,6 +185,8 @@ async fn pages_need_the_scopes_of_the_api_routes_behind_them() {
         ("acme", "/console/jobs?tenant=beta", StatusCode::FORBIDDEN),
         ("acme", "/console/dead-letters", StatusCode::FORBIDDEN),
         ("acme", "/console/workers", StatusCode::FORBIDDEN),
+        ("acme", "/console/schedules", StatusCode::OK),
+        ("met", "/console/schedules", StatusCode::FORBIDDEN),
         ("acme", "/console/audit", StatusCode::FORBIDDEN),
         ("acme", "/console/audit.csv", StatusCode::FORBIDDEN),
         ("met", "/console/", StatusCode::OK),
@@ -194,6 +197,74 @@ async fn pages_need_the_scopes_of_the_api_routes_behind_them() {
     }
     let overview = get(&c, "/console/", Some("acme")).await.body;
     assert!(overview.contains("Queued jobs") && !overview.contains("Dead letters"));
+}
+
+#[tokio::test]
+async fn schedules_are_listed_per_tenant_and_paused_and_resumed_from_their_page() {
+    let c = console(Some(TOKENS));
+    let origin = ("origin", ORIGIN);
+    let created = send(
+        &c,
+        Method::POST,
+        "/v1/schedules",
+        &[
+            ("authorization", "Bearer acme"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"schedule_id":"nightly","cron":"0 3 * * *","job":{"type":"report","input":"totals"}}"#,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let page = get(&c, "/console/schedules", Some("acme")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for text in [
+        "nightly",
+        "0 3 * * *",
+        "report",
+        "running",
+        "never",
+        ">Pause",
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    let paused = send(
+        &c,
+        Method::POST,
+        "/console/schedules/nightly/pause",
+        &[("cookie", "daef_session=acme"), origin],
+        "",
+    )
+    .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
+    let after = get(&c, &paused.location, Some("acme")).await.body;
+    assert!(after.contains("Paused nightly"), "{after}");
+    assert!(after.contains(">Resume"), "{after}");
+    let resumed = send(
+        &c,
+        Method::POST,
+        "/console/schedules/nightly/resume",
+        &[("cookie", "daef_session=op"), origin],
+        "",
+    )
+    .await;
+    let after = get(&c, &resumed.location, Some("op")).await.body;
+    assert!(
+        after.contains("Resumed nightly: its next tick is"),
+        "{after}"
+    );
+    let unknown = send(
+        &c,
+        Method::POST,
+        "/console/schedules/nope/pause",
+        &[("cookie", "daef_session=op"), origin],
+        "",
+    )
+    .await;
+    let after = get(&c, &unknown.location, Some("op")).await.body;
+    assert!(
+        after.contains("nope was not changed: schedule not found"),
+        "{after}"
+    );
 }
 
 #[tokio::test]
@@ -208,6 +279,11 @@ async fn bad_input_is_a_clear_4xx() {
         ),
         (
             "/console/workers?offset=x",
+            StatusCode::BAD_REQUEST,
+            "offset must be a number",
+        ),
+        (
+            "/console/schedules?offset=x",
             StatusCode::BAD_REQUEST,
             "offset must be a number",
         ),
