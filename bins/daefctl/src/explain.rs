@@ -56,10 +56,15 @@ pub(crate) fn explain(err: &Error, url: &str) -> Explained {
              its own tenant's jobs; an in-memory gateway forgets everything when it restarts)"
                 .to_owned(),
         ),
+        Error::Conflict(msg) if msg.contains("X-DAEF-Tenant") => (
+            format!("409 conflict: {msg}"),
+            "schedule ids are per tenant: name the tenant with --as-tenant TENANT (or DAEF_TENANT)"
+                .to_owned(),
+        ),
         Error::Conflict(msg) if msg.starts_with("schedule ") => (
             format!("409 conflict: {msg}"),
-            "a schedule has this id: `daefctl schedule show ID` shows it; to change it, delete it \
-             and create it again"
+            "this tenant has a schedule of this id: `daefctl schedule show ID` shows it; to change \
+             it, delete it and create it again"
                 .to_owned(),
         ),
         Error::Conflict(msg) => (
@@ -192,6 +197,14 @@ mod tests {
             hint_for(Error::Conflict("schedule nightly already exists".into()))
                 .hint
                 .contains("delete it")
+        );
+        assert!(
+            hint_for(Error::Conflict(
+                "tenants acme, beta each have a schedule nightly: name one with X-DAEF-Tenant"
+                    .into()
+            ))
+            .hint
+            .contains("--as-tenant")
         );
         assert!(
             hint_for(Error::NotFound("not found".into()))

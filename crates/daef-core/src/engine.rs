@@ -703,15 +703,36 @@ impl Engine {
         Ok(schedule)
     }
 
-    /// One schedule.
-    pub async fn schedule(&self, schedule_id: &str) -> Result<Schedule> {
-        self.store
-            .schedule(schedule_id)
+    /// The schedule named `schedule_id` among these tenants' (`None`: every tenant's). Not
+    /// found when none has one; a conflict naming the tenants when several do (the caller
+    /// then names one).
+    pub async fn find_schedule(
+        &self,
+        schedule_id: &str,
+        tenants: Option<&[String]>,
+    ) -> Result<Schedule> {
+        let mut found: Vec<Schedule> = self
+            .store
+            .schedules_named(schedule_id)
             .await?
-            .ok_or(Error::NotFound(Resource::Schedule))
+            .into_iter()
+            .filter(|s| tenants.is_none_or(|t| t.contains(&s.tenant)))
+            .collect();
+        match found.len() {
+            0 => Err(Error::NotFound(Resource::Schedule)),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::conflict(format!(
+                "tenants {} each have a schedule {schedule_id}: name one with X-DAEF-Tenant",
+                found
+                    .iter()
+                    .map(|s| s.tenant.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
-    /// Schedules by id, of these tenants (`None`: every tenant).
+    /// Schedules by id (then tenant), of these tenants (`None`: every tenant).
     pub async fn list_schedules(
         &self,
         tenants: Option<&[String]>,
@@ -721,34 +742,47 @@ impl Engine {
         self.store.list_schedules(tenants, limit, offset).await
     }
 
-    /// Deletes a schedule; the jobs it created stay.
-    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<()> {
-        if self.store.delete_schedule(schedule_id).await? {
+    /// Deletes a tenant's schedule; the jobs it created stay.
+    pub async fn delete_schedule(&self, tenant: &str, schedule_id: &str) -> Result<()> {
+        if self.store.delete_schedule(tenant, schedule_id).await? {
             Ok(())
         } else {
             Err(Error::NotFound(Resource::Schedule))
         }
     }
 
-    /// Pauses a schedule (a paused one stays paused).
-    pub async fn pause_schedule(&self, schedule_id: &str, now: Timestamp) -> Result<Schedule> {
+    /// Pauses a tenant's schedule (a paused one stays paused).
+    pub async fn pause_schedule(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        now: Timestamp,
+    ) -> Result<Schedule> {
         self.store
-            .set_schedule_paused(schedule_id, None, now)
+            .set_schedule_paused(tenant, schedule_id, None, now)
             .await?
             .ok_or(Error::NotFound(Resource::Schedule))
     }
 
-    /// Resumes a paused schedule at its first tick after `now`: the ticks it missed while
-    /// paused are not run. A running schedule is left as it is.
-    pub async fn resume_schedule(&self, schedule_id: &str, now: Timestamp) -> Result<Schedule> {
-        let current = self.schedule(schedule_id).await?;
+    /// Resumes a tenant's paused schedule at its first tick after `now`: the ticks it missed
+    /// while paused are not run. A running schedule is left as it is.
+    pub async fn resume_schedule(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        now: Timestamp,
+    ) -> Result<Schedule> {
+        let current = self
+            .find_schedule(schedule_id, Some(&[tenant.to_owned()]))
+            .await?;
         if !current.paused {
             return Ok(current);
         }
         let next = schedule::resumed_at(&current, now)
             .ok_or_else(|| Error::invalid(format!("cron {:?} never fires again", current.cron)))?;
+        // The store resumes it only if it is still paused: two resumes at once set one tick.
         self.store
-            .set_schedule_paused(schedule_id, Some(next), now)
+            .set_schedule_paused(tenant, schedule_id, Some(next), now)
             .await?
             .ok_or(Error::NotFound(Resource::Schedule))
     }
@@ -772,8 +806,18 @@ impl Engine {
             let (firing, job, tasks) = match schedule::fire(&due, now, self.config.timing) {
                 Ok(fired) => fired,
                 Err(err) => {
+                    // Its template or expression no longer holds (a rule changed since it was
+                    // created): pause it, so it neither fails every pass nor holds up the
+                    // schedules behind it.
                     summary.errors += 1;
-                    tracing::warn!(schedule_id = %due.schedule_id, error = %err, "reconcile: a schedule cannot fire");
+                    tracing::error!(schedule_id = %due.schedule_id, tenant = %due.tenant, error = %err, "reconcile: a schedule cannot fire; pausing it");
+                    if let Err(err) = self
+                        .store
+                        .set_schedule_paused(&due.tenant, &due.schedule_id, None, now)
+                        .await
+                    {
+                        tracing::warn!(schedule_id = %due.schedule_id, error = %err, "reconcile: pausing a schedule that cannot fire failed");
+                    }
                     continue;
                 }
             };

@@ -25,6 +25,8 @@ pub const DEFAULT_TIMEOUT_SEC: u32 = 60;
 /// A job as a client asks for it, before planning. Its serde form is how a schedule's job
 /// template is stored (not the wire form, which is `daef-api`'s).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+// A field added later reads as its default from templates stored before it.
+#[serde(default)]
 pub struct JobSpec {
     /// The job type; `batch_analysis` selects the analysis chain of the default planner.
     pub job_type: String,
@@ -42,6 +44,7 @@ pub struct JobSpec {
 
 /// One task of an explicit DAG.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TaskSpec {
     /// Unique within the job.
     pub task_id: String,

@@ -340,13 +340,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// tasks that are not dead letters are skipped. Returns those discarded, in request order.
     async fn discard_dead(&self, tasks: &[TaskRef], now: Timestamp) -> Result<Vec<TaskRef>>;
 
-    /// Stores a new schedule; `false` (nothing changed) when its id is taken.
+    /// Stores a new schedule; `false` (nothing changed) when its tenant has one of that id.
     async fn insert_schedule(&self, schedule: &Schedule) -> Result<bool>;
 
-    /// One schedule.
-    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>>;
+    /// The schedules named `schedule_id`, one per tenant that has one, by tenant.
+    async fn schedules_named(&self, schedule_id: &str) -> Result<Vec<Schedule>>;
 
-    /// Schedules by id, of these tenants (`None`: every tenant).
+    /// Schedules by id (then tenant), of these tenants (`None`: every tenant).
     async fn list_schedules(
         &self,
         tenants: Option<&[String]>,
@@ -354,25 +354,27 @@ pub trait Store: Send + Sync + Debug + 'static {
         offset: usize,
     ) -> Result<Page<Schedule>>;
 
-    /// Deletes a schedule (the jobs it created stay); `false` when there was none.
-    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool>;
+    /// Deletes a tenant's schedule (the jobs it created stay); `false` when there was none.
+    async fn delete_schedule(&self, tenant: &str, schedule_id: &str) -> Result<bool>;
 
-    /// Pauses a schedule (`next_fire_at` `None`), or resumes it to fire next at
-    /// `next_fire_at`; returns it as it is now, or `None` when there is none.
+    /// Pauses a tenant's schedule (`next_fire_at` `None`), or resumes it to fire next at
+    /// `next_fire_at` if it is paused (a running schedule is left as it is); returns it as it
+    /// is now, or `None` when there is none.
     async fn set_schedule_paused(
         &self,
+        tenant: &str,
         schedule_id: &str,
         next_fire_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Option<Schedule>>;
 
-    /// Up to `limit` unpaused schedules due at `now`, the most overdue first, found through an
-    /// ordered index of `next_fire_at`.
+    /// Up to `limit` unpaused schedules due at `now`, the most overdue first (then by id and
+    /// tenant), found through an ordered index of `next_fire_at`.
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>>;
 
     /// Applies a firing in one step: when the schedule may still fire it
     /// ([`crate::schedule::may_fire`]), records it ([`crate::schedule::fired`]) and stores the
-    /// tick's job; `false` (nothing changed) otherwise. Each `(schedule_id, fire_time)` creates
+    /// tick's job; `false` (nothing changed) otherwise. Each schedule and tick creates
     /// one job at most, whatever the number of replicas.
     async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool>;
 

@@ -18,9 +18,11 @@ use crate::transition::{self, Timing};
 /// Longest schedule id.
 pub const MAX_SCHEDULE_ID_LEN: usize = planner::MAX_TASK_ID_LEN;
 
-/// True when `id` is 1–128 characters of `[A-Za-z0-9._-]` (the rule of task ids).
+/// True when `id` is 1–128 characters of `[A-Za-z0-9._-]` (the rule of task ids), not all of
+/// them dots: an id is a path segment (`/v1/schedules/{id}`), and browsers and proxies rewrite
+/// `.` and `..` segments.
 pub fn is_valid_schedule_id(id: &str) -> bool {
-    planner::is_valid_task_id(id)
+    planner::is_valid_task_id(id) && !id.bytes().all(|b| b == b'.')
 }
 
 /// A parsed five-field cron expression (minute, hour, day of month, month, day of week), read
@@ -85,12 +87,13 @@ impl FromStr for CronExpr {
     }
 }
 
-/// A stored schedule.
+/// A stored schedule, named by its tenant and id: ids are unique within a tenant, so a tenant
+/// never learns which ids another one uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
-    /// Unique: 1–128 characters of `[A-Za-z0-9._-]`.
+    /// Unique within the tenant: 1–128 characters of `[A-Za-z0-9._-]`, not all dots.
     pub schedule_id: String,
-    /// The tenant its jobs belong to.
+    /// The tenant it belongs to, and its jobs.
     pub tenant: String,
     /// Its cron expression, as [`CronExpr::as_str`] spells it.
     pub cron: String,
@@ -142,7 +145,7 @@ pub struct NewSchedule {
 pub fn create(new: NewSchedule, now: Timestamp) -> Result<Schedule, Error> {
     if !is_valid_schedule_id(&new.schedule_id) {
         return Err(Error::invalid(format!(
-            "schedule_id must be 1-{MAX_SCHEDULE_ID_LEN} characters of [A-Za-z0-9._-]"
+            "schedule_id must be 1-{MAX_SCHEDULE_ID_LEN} characters of [A-Za-z0-9._-], not all dots"
         )));
     }
     let cron = CronExpr::parse(&new.cron)?;
@@ -175,13 +178,18 @@ pub fn resumed_at(schedule: &Schedule, now: Timestamp) -> Option<Timestamp> {
     schedule.cron_expr().ok()?.next_after(now)
 }
 
-/// One firing of a schedule, as a store applies it: only while the schedule is unpaused and
-/// still due at `fire_time` (another replica has not fired it), in the same step as the job it
-/// creates.
+/// One firing of a schedule, as a store applies it: only while the schedule is the one read
+/// (not deleted and created again), unpaused, and still due at `fire_time` (another replica has
+/// not fired it), in the same step as the job it creates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Firing {
+    /// The schedule's tenant.
+    pub tenant: String,
     /// The schedule.
     pub schedule_id: String,
+    /// When the schedule read was created: a schedule deleted and created again under the same
+    /// name is another one.
+    pub created_at: Timestamp,
     /// The tick fired: the schedule's `next_fire_at` when it was read.
     pub fire_time: Timestamp,
     /// Its next tick: the first after `now`, so missed ticks are skipped.
@@ -214,7 +222,9 @@ pub fn fire(
     job.schedule_id = Some(schedule.schedule_id.clone());
     job.scheduled_for = Some(fire_time);
     let firing = Firing {
+        tenant: schedule.tenant.clone(),
         schedule_id: schedule.schedule_id.clone(),
+        created_at: schedule.created_at,
         fire_time,
         next_fire_at,
         now,
@@ -232,10 +242,17 @@ pub fn fired(schedule: &mut Schedule, firing: &Firing, job_id: &JobId) {
     schedule.updated_at = firing.now;
 }
 
-/// Whether a store may apply `firing` to `schedule` as it is now: unpaused, and still due at
-/// the tick the firing was computed for (so two replicas never both fire one tick).
+/// Whether a store may apply `firing` to `schedule` as it is now: the schedule read (same
+/// creation), unpaused, still due at the tick the firing was computed for, and past the tick it
+/// last fired for — so two replicas never both fire one tick, nor does a firing that a pause and
+/// resume raced with.
 pub fn may_fire(schedule: &Schedule, firing: &Firing) -> bool {
-    !schedule.paused && schedule.next_fire_at == firing.fire_time
+    schedule.created_at == firing.created_at
+        && !schedule.paused
+        && schedule.next_fire_at == firing.fire_time
+        && schedule
+            .last_fire_at
+            .is_none_or(|last| last < firing.fire_time)
 }
 
 #[cfg(test)]
@@ -306,9 +323,12 @@ mod tests {
         assert!(!schedule.is_due(now));
         assert!(schedule.is_due(at("2026-12-07T10:20:00Z")));
 
-        let mut bad_id = new("* * * * *");
-        bad_id.schedule_id = "has space".into();
-        assert!(create(bad_id, now).is_err());
+        for bad in ["has space", "", ".", "..", "a/b"] {
+            let mut bad_id = new("* * * * *");
+            bad_id.schedule_id = bad.into();
+            assert!(create(bad_id, now).is_err(), "{bad:?}");
+        }
+        assert!(is_valid_schedule_id("nightly.v2") && is_valid_schedule_id(".hidden"));
         assert!(create(new("0 0 30 2 *"), now).is_err(), "never fires");
         let mut delayed = new("* * * * *");
         delayed.template.run_at = Some(now);
@@ -339,8 +359,30 @@ mod tests {
         fired(&mut schedule, &firing, &job.job_id);
         assert_eq!(schedule.last_job_id.as_ref(), Some(&job.job_id));
         assert!(!may_fire(&schedule, &firing), "a tick fires once");
+        // A resume that raced with the firing set the tick back: it still fires once.
+        let mut rewound = schedule.clone();
+        rewound.next_fire_at = firing.fire_time;
+        assert!(!may_fire(&rewound, &firing));
+        // The same name, deleted and created again: another schedule.
+        let mut recreated = create(new("* * * * *"), now).expect("valid");
+        recreated.next_fire_at = firing.fire_time;
+        let stale = Firing {
+            created_at: created,
+            ..firing.clone()
+        };
+        assert!(!may_fire(&recreated, &stale));
         assert!(!schedule.is_due(now));
         assert!(fire(&schedule, now, Timing::default()).is_err());
+    }
+
+    #[test]
+    fn a_template_stored_before_a_field_was_added_still_reads() {
+        let old: JobSpec = serde_json::from_str(
+            r#"{"job_type":"report","input":"x","tasks":[{"task_id":"a","task_type":"t"}]}"#,
+        )
+        .expect("reads with defaults");
+        assert_eq!(old.job_type, "report");
+        assert_eq!(old.tasks.expect("tasks")[0].max_retries, None);
     }
 
     #[test]
@@ -351,7 +393,9 @@ mod tests {
         let later = at("2026-12-07T15:30:00Z");
         assert!(!schedule.is_due(later));
         let firing = Firing {
+            tenant: schedule.tenant.clone(),
             schedule_id: schedule.schedule_id.clone(),
+            created_at: schedule.created_at,
             fire_time: schedule.next_fire_at,
             next_fire_at: later,
             now: later,

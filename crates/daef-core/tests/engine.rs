@@ -489,6 +489,24 @@ async fn schedules_fire_once_per_tick_and_their_jobs_run() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
+    // Another tenant may use the same id; a lookup across tenants then asks which.
+    let mut theirs = new("every-5", "0 0 * * *", true);
+    theirs.tenant = "globex".into();
+    f.engine.create_schedule(theirs, t0()).await.unwrap();
+    let err = f.engine.find_schedule("every-5", None).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("acme, globex")),
+        "{err}"
+    );
+    let acme = ["acme".to_owned()];
+    assert_eq!(
+        f.engine
+            .find_schedule("every-5", Some(&acme))
+            .await
+            .unwrap(),
+        created
+    );
+    f.engine.delete_schedule("globex", "every-5").await.unwrap();
     f.engine
         .create_schedule(new("paused", "* * * * *", true), t0())
         .await
@@ -509,7 +527,7 @@ async fn schedules_fire_once_per_tick_and_their_jobs_run() {
         0,
         "one job per tick"
     );
-    let fired = f.engine.schedule("every-5").await.unwrap();
+    let fired = f.engine.find_schedule("every-5", None).await.unwrap();
     let job_id = fired.last_job_id.clone().expect("fired");
     let job = f.engine.job(&job_id).await.unwrap();
     assert_eq!(job.schedule_id.as_deref(), Some("every-5"));
@@ -521,12 +539,15 @@ async fn schedules_fire_once_per_tick_and_their_jobs_run() {
     // An hour of missed ticks: one catch-up job, then the next tick after now.
     let late = t0().plus(secs(3_600 + 301));
     assert_eq!(f.engine.reconcile(late).await.schedules_fired, 1);
-    let caught_up = f.engine.schedule("every-5").await.unwrap();
+    let caught_up = f.engine.find_schedule("every-5", None).await.unwrap();
     assert_eq!(caught_up.last_fire_at, Some(t0().plus(secs(600))));
     assert_eq!(caught_up.next_fire_at, t0().plus(secs(4_200)));
 
     // Paused: no ticks; resumed: from the first tick after now, the paused time not run.
-    f.engine.pause_schedule("every-5", late).await.unwrap();
+    f.engine
+        .pause_schedule("acme", "every-5", late)
+        .await
+        .unwrap();
     assert_eq!(
         f.engine
             .reconcile(late.plus(secs(3_600)))
@@ -536,12 +557,12 @@ async fn schedules_fire_once_per_tick_and_their_jobs_run() {
     );
     let resumed = f
         .engine
-        .resume_schedule("every-5", late.plus(secs(3_600)))
+        .resume_schedule("acme", "every-5", late.plus(secs(3_600)))
         .await
         .unwrap();
     assert_eq!(resumed.next_fire_at, t0().plus(secs(7_800)));
-    f.engine.delete_schedule("every-5").await.unwrap();
-    let err = f.engine.schedule("every-5").await.unwrap_err();
+    f.engine.delete_schedule("acme", "every-5").await.unwrap();
+    let err = f.engine.find_schedule("every-5", None).await.unwrap_err();
     assert!(matches!(err, Error::NotFound(Resource::Schedule)), "{err}");
     assert!(f.engine.job(&job_id).await.is_ok(), "its jobs stay");
 }

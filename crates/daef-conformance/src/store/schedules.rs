@@ -29,25 +29,39 @@ fn new_schedule(id: &str, tenant: &str, cron: &str, now: Timestamp) -> Schedule 
     .expect("valid schedule")
 }
 
+/// Tenant acme's schedule `id`.
 async fn stored(store: &dyn Store, id: &str) -> Schedule {
     store
-        .schedule(id)
+        .schedules_named(id)
         .await
         .expect("read schedule")
-        .unwrap_or_else(|| panic!("schedule {id} exists"))
+        .into_iter()
+        .find(|s| s.tenant == "acme")
+        .unwrap_or_else(|| panic!("schedule {id} of acme exists"))
 }
 
-/// A schedule reads back as stored (template included); an id is taken once; lists page by id
-/// and filter by tenant; pausing takes it off the due list and resuming sets its next tick;
-/// deleting it leaves nothing behind.
+/// A schedule reads back as stored (template included); an id is taken once per tenant and
+/// free in another; lists page by id, then tenant, and filter by tenant; pausing takes it off
+/// the due list, resuming sets its next tick (only if paused); deleting it leaves nothing
+/// behind, and touches no other tenant's schedule of the same id.
 pub async fn schedules_store_list_pause_resume_and_delete(store: &Arc<dyn Store>) {
     let now = t0();
     let nightly = new_schedule("nightly", "acme", "0 3 * * *", now);
     assert!(store.insert_schedule(&nightly).await.unwrap());
-    let mut again = new_schedule("nightly", "globex", "* * * * *", now);
+    let mut again = new_schedule("nightly", "acme", "* * * * *", now);
     again.template.job_type = "other".into();
     assert!(!store.insert_schedule(&again).await.unwrap(), "id taken");
     assert_eq!(stored(&**store, "nightly").await, nightly);
+    let theirs = new_schedule("nightly", "globex", "0 4 * * *", now);
+    assert!(
+        store.insert_schedule(&theirs).await.unwrap(),
+        "another tenant's id"
+    );
+    let named = store.schedules_named("nightly").await.unwrap();
+    assert_eq!(named, [nightly.clone(), theirs.clone()], "by tenant");
+    assert!(store.schedules_named("night").await.unwrap().is_empty());
+    assert!(store.delete_schedule("globex", "nightly").await.unwrap());
+    assert_eq!(stored(&**store, "nightly").await, nightly, "acme's stays");
     for (id, tenant) in [("b-hourly", "globex"), ("a-minutely", "acme")] {
         let s = new_schedule(id, tenant, "* * * * *", now);
         assert!(store.insert_schedule(&s).await.unwrap());
@@ -70,7 +84,7 @@ pub async fn schedules_store_list_pause_resume_and_delete(store: &Arc<dyn Store>
 
     let later = now.plus(Duration::from_secs(3 * 3_600));
     let paused = store
-        .set_schedule_paused("nightly", None, later)
+        .set_schedule_paused("acme", "nightly", None, later)
         .await
         .unwrap()
         .expect("exists");
@@ -87,24 +101,35 @@ pub async fn schedules_store_list_pause_resume_and_delete(store: &Arc<dyn Store>
     assert!(!due.contains(&"nightly".to_owned()), "paused: {due:?}");
     let next = Timestamp::parse_rfc3339("2026-11-28T03:00:00Z").unwrap();
     let resumed = store
-        .set_schedule_paused("nightly", Some(next), later)
+        .set_schedule_paused("acme", "nightly", Some(next), later)
         .await
         .unwrap()
         .expect("exists");
     assert!(!resumed.paused);
     assert_eq!(resumed.next_fire_at, next);
     assert_eq!(stored(&**store, "nightly").await, resumed);
-    assert!(
-        store
-            .set_schedule_paused("missing", None, later)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // A second resume (it raced with the first) changes nothing.
+    let again = store
+        .set_schedule_paused("acme", "nightly", Some(far), far)
+        .await
+        .unwrap()
+        .expect("exists");
+    assert_eq!(again, resumed);
+    for (tenant, id) in [("acme", "missing"), ("globex", "nightly")] {
+        assert!(
+            store
+                .set_schedule_paused(tenant, id, None, later)
+                .await
+                .unwrap()
+                .is_none(),
+            "{tenant} {id}"
+        );
+    }
 
-    assert!(store.delete_schedule("nightly").await.unwrap());
-    assert!(!store.delete_schedule("nightly").await.unwrap());
-    assert!(store.schedule("nightly").await.unwrap().is_none());
+    assert!(!store.delete_schedule("globex", "a-minutely").await.unwrap());
+    assert!(store.delete_schedule("acme", "nightly").await.unwrap());
+    assert!(!store.delete_schedule("acme", "nightly").await.unwrap());
+    assert!(store.schedules_named("nightly").await.unwrap().is_empty());
     let due = store.due_schedules(far, 10).await.unwrap();
     assert!(due.iter().all(|s| s.schedule_id != "nightly"));
     assert_eq!(store.list_schedules(None, 10, 0).await.unwrap().total, 2);
@@ -152,13 +177,47 @@ pub async fn due_schedules_fire_once_per_tick(store: &Arc<dyn Store>) {
     // Paused, then deleted, between the read and the firing.
     let (firing, job3, tasks3) = schedule::fire(&due[1], at, TIMING).expect("due");
     store
-        .set_schedule_paused("quarterly", None, at)
+        .set_schedule_paused("acme", "quarterly", None, at)
         .await
         .unwrap();
     assert!(!store.fire_schedule(&firing, &job3, &tasks3).await.unwrap());
-    store.delete_schedule("quarterly").await.unwrap();
+    store.delete_schedule("acme", "quarterly").await.unwrap();
     assert!(!store.fire_schedule(&firing, &job3, &tasks3).await.unwrap());
     assert!(store.job(&job3.job_id).await.unwrap().is_none());
+
+    // Deleted and created again under the same name, due at the same tick: the firing read
+    // before is of the old schedule and fires nothing.
+    let recreated = new_schedule(
+        "quarterly",
+        "acme",
+        "*/15 * * * *",
+        now.plus(Duration::from_secs(1)),
+    );
+    assert_eq!(recreated.next_fire_at, firing.fire_time);
+    assert!(store.insert_schedule(&recreated).await.unwrap());
+    assert!(!store.fire_schedule(&firing, &job3, &tasks3).await.unwrap());
+    assert!(store.job(&job3.job_id).await.unwrap().is_none());
+
+    // Another tenant's schedule of the same name is another schedule.
+    let mut theirs = due[0].clone();
+    theirs.tenant = "globex".into();
+    assert!(store.insert_schedule(&theirs).await.unwrap());
+    let (firing, job4, tasks4) = schedule::fire(&theirs, at, TIMING).expect("due");
+    assert!(store.fire_schedule(&firing, &job4, &tasks4).await.unwrap());
+    assert_eq!(
+        store
+            .job(&job4.job_id)
+            .await
+            .unwrap()
+            .expect("stored")
+            .tenant,
+        "globex"
+    );
+    assert_eq!(
+        stored(&**store, "minutely").await,
+        after,
+        "acme's is untouched"
+    );
 }
 
 /// Many replicas firing one tick at once store exactly one job.

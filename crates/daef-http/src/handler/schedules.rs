@@ -2,7 +2,6 @@
 //! audited (it decides what runs later, unattended); reading is not.
 
 use daef_api as api;
-use daef_core::Resource;
 use daef_core::audit::result;
 use daef_core::schedule::{NewSchedule, Schedule};
 use hyper::{Response, StatusCode};
@@ -43,14 +42,19 @@ fn audited(answer: ApiResult<(Response<Body>, String, String)>) -> Audited {
     }
 }
 
-/// Loads a schedule the principal may see; another tenant's is answered as an unknown one.
+/// Loads the schedule `id` among the tenants the request may name: the `X-DAEF-Tenant`
+/// header's (if the token may act for it), else every tenant the token sees. Ids are unique
+/// within a tenant, so another tenant's schedule of the same id is never found (no existence
+/// oracle); an operator whose id several tenants use is asked to name one (409).
 async fn visible_schedule(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Schedule> {
-    let schedule = app.engine.schedule(id).await?;
-    if ctx.principal.can_access_tenant(&schedule.tenant) {
-        Ok(schedule)
-    } else {
-        Err(daef_core::Error::NotFound(Resource::Schedule).into())
-    }
+    let tenants = match ctx.tenant_header()? {
+        Some(tenant) => {
+            ctx.principal.check_tenant(tenant)?;
+            Some(vec![tenant.to_owned()])
+        }
+        None => ctx.principal.tenant_filter(),
+    };
+    Ok(app.engine.find_schedule(id, tenants.as_deref()).await?)
 }
 
 fn info(schedule: &Schedule) -> api::ScheduleInfo {
@@ -143,7 +147,9 @@ pub(super) async fn delete(app: &App, ctx: &Ctx, id: &str) -> Audited {
     audited(
         async {
             let schedule = visible_schedule(app, ctx, id).await?;
-            app.engine.delete_schedule(id).await?;
+            app.engine
+                .delete_schedule(&schedule.tenant, &schedule.schedule_id)
+                .await?;
             let response = response::ok(&api::ScheduleDeleted {
                 schedule_id: schedule.schedule_id.clone(),
                 deleted: true,
@@ -158,11 +164,12 @@ pub(super) async fn delete(app: &App, ctx: &Ctx, id: &str) -> Audited {
 pub(super) async fn set_paused(app: &App, ctx: &Ctx, id: &str, pause: bool) -> Audited {
     audited(
         async {
-            visible_schedule(app, ctx, id).await?;
+            let found = visible_schedule(app, ctx, id).await?;
+            let (tenant, id) = (&found.tenant, &found.schedule_id);
             let schedule = if pause {
-                app.engine.pause_schedule(id, ctx.now).await?
+                app.engine.pause_schedule(tenant, id, ctx.now).await?
             } else {
-                app.engine.resume_schedule(id, ctx.now).await?
+                app.engine.resume_schedule(tenant, id, ctx.now).await?
             };
             let details = if pause {
                 format!("paused {id}")

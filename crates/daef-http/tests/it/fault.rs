@@ -215,9 +215,9 @@ impl Store for FaultyStore {
         self.inner.insert_schedule(schedule).await
     }
 
-    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
-        self.check("schedule")?;
-        self.inner.schedule(schedule_id).await
+    async fn schedules_named(&self, schedule_id: &str) -> Result<Vec<Schedule>> {
+        self.check("schedules_named")?;
+        self.inner.schedules_named(schedule_id).await
     }
 
     async fn list_schedules(
@@ -230,20 +230,21 @@ impl Store for FaultyStore {
         self.inner.list_schedules(tenants, limit, offset).await
     }
 
-    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+    async fn delete_schedule(&self, tenant: &str, schedule_id: &str) -> Result<bool> {
         self.check("delete_schedule")?;
-        self.inner.delete_schedule(schedule_id).await
+        self.inner.delete_schedule(tenant, schedule_id).await
     }
 
     async fn set_schedule_paused(
         &self,
+        tenant: &str,
         schedule_id: &str,
         next_fire_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Option<Schedule>> {
         self.check("set_schedule_paused")?;
         self.inner
-            .set_schedule_paused(schedule_id, next_fire_at, now)
+            .set_schedule_paused(tenant, schedule_id, next_fire_at, now)
             .await
     }
 

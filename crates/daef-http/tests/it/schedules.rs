@@ -179,7 +179,7 @@ async fn refused_schedule_changes_are_audited_and_change_nothing() {
     let message = refused.json["error"].as_str().unwrap_or_default();
     assert!(message.contains("5 fields"), "{message}");
     h.post_json("/v1/schedules", &nightly())
-        .token(OP)
+        .token(ACME)
         .send()
         .await
         .expect_status(409);
@@ -188,6 +188,15 @@ async fn refused_schedule_changes_are_audited_and_change_nothing() {
         .send()
         .await
         .expect_status(404);
+    // Ids are per tenant: beta's "nightly" is its own, and acme's stays out of its sight.
+    let theirs = h
+        .post_json("/v1/schedules", &nightly())
+        .token(BETA)
+        .send()
+        .await
+        .expect_status(201)
+        .json;
+    assert_eq!(theirs["tenant"], "beta");
     let results: Vec<(Value, Value)> = h
         .audit()
         .await
@@ -202,14 +211,35 @@ async fn refused_schedule_changes_are_audited_and_change_nothing() {
             (json!("schedule_create"), json!("rejected")),
             (json!("schedule_create"), json!("rejected")),
             (json!("schedule_pause"), json!("rejected")),
+            (json!("schedule_create"), json!("ok")),
         ]
     );
-    let schedule = h
+    // An operator names the tenant when the id is ambiguous.
+    let ambiguous = h
         .get("/v1/schedules/nightly")
         .token(OP)
         .send()
         .await
+        .expect_status(409);
+    let message = ambiguous.json["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("acme, beta") && message.contains("X-DAEF-Tenant"),
+        "{message}"
+    );
+    let schedule = h
+        .get("/v1/schedules/nightly")
+        .token(OP)
+        .header("x-daef-tenant", "acme")
+        .send()
+        .await
         .expect_status(200)
         .json;
+    assert_eq!(schedule["tenant"], "acme");
     assert_eq!(schedule["paused"], false);
+    h.get("/v1/schedules/nightly")
+        .token(ACME)
+        .header("x-daef-tenant", "beta")
+        .send()
+        .await
+        .expect_status(403);
 }

@@ -74,26 +74,33 @@ struct Inner {
     keys: HashMap<KeyDigest, HeldKey>,
     /// The keys by expiry, for retention.
     key_expiry: BTreeSet<(Timestamp, KeyDigest)>,
-    /// Periodic schedules by id.
-    schedules: BTreeMap<String, Schedule>,
+    /// Periodic schedules by id, then tenant.
+    schedules: BTreeMap<ScheduleKey, Schedule>,
     /// Unpaused schedules by their next tick, for the reconciler.
-    schedules_due: BTreeSet<(Timestamp, String)>,
+    schedules_due: BTreeSet<(Timestamp, ScheduleKey)>,
+}
+
+/// A schedule's `(schedule_id, tenant)`: ids are unique within a tenant, and lists go by id.
+type ScheduleKey = (String, String);
+
+fn schedule_key(tenant: &str, schedule_id: &str) -> ScheduleKey {
+    (schedule_id.to_owned(), tenant.to_owned())
 }
 
 impl Inner {
     /// Applies `change` to a stored schedule, keeping `schedules_due` in step.
     fn update_schedule<R>(
         &mut self,
-        schedule_id: &str,
+        key: &ScheduleKey,
         change: impl FnOnce(&mut Schedule) -> R,
     ) -> Option<R> {
-        let schedule = self.schedules.get_mut(schedule_id)?;
+        let schedule = self.schedules.get_mut(key)?;
         self.schedules_due
-            .remove(&(schedule.next_fire_at, schedule.schedule_id.clone()));
+            .remove(&(schedule.next_fire_at, key.clone()));
         let result = change(schedule);
         if !schedule.paused {
             self.schedules_due
-                .insert((schedule.next_fire_at, schedule.schedule_id.clone()));
+                .insert((schedule.next_fire_at, key.clone()));
         }
         Some(result)
     }
@@ -1162,20 +1169,26 @@ impl Store for MemoryStore {
 
     async fn insert_schedule(&self, new: &Schedule) -> Result<bool> {
         let mut inner = self.lock();
-        if inner.schedules.contains_key(&new.schedule_id) {
+        let key = schedule_key(&new.tenant, &new.schedule_id);
+        if inner.schedules.contains_key(&key) {
             return Ok(false);
         }
         if !new.paused {
-            inner
-                .schedules_due
-                .insert((new.next_fire_at, new.schedule_id.clone()));
+            inner.schedules_due.insert((new.next_fire_at, key.clone()));
         }
-        inner.schedules.insert(new.schedule_id.clone(), new.clone());
+        inner.schedules.insert(key, new.clone());
         Ok(true)
     }
 
-    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
-        Ok(self.lock().schedules.get(schedule_id).cloned())
+    async fn schedules_named(&self, schedule_id: &str) -> Result<Vec<Schedule>> {
+        let inner = self.lock();
+        let from = (schedule_id.to_owned(), String::new());
+        Ok(inner
+            .schedules
+            .range(from..)
+            .take_while(|((id, _), _)| id == schedule_id)
+            .map(|(_, s)| s.clone())
+            .collect())
     }
 
     async fn list_schedules(
@@ -1198,27 +1211,33 @@ impl Store for MemoryStore {
         Ok(Page { total, items })
     }
 
-    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+    async fn delete_schedule(&self, tenant: &str, schedule_id: &str) -> Result<bool> {
         let mut inner = self.lock();
-        let Some(gone) = inner.schedules.remove(schedule_id) else {
+        let key = schedule_key(tenant, schedule_id);
+        let Some(gone) = inner.schedules.remove(&key) else {
             return Ok(false);
         };
-        inner
-            .schedules_due
-            .remove(&(gone.next_fire_at, gone.schedule_id));
+        inner.schedules_due.remove(&(gone.next_fire_at, key));
         Ok(true)
     }
 
     async fn set_schedule_paused(
         &self,
+        tenant: &str,
         schedule_id: &str,
         next_fire_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Option<Schedule>> {
-        Ok(self.lock().update_schedule(schedule_id, |s| {
-            s.paused = next_fire_at.is_none();
-            if let Some(next) = next_fire_at {
-                s.next_fire_at = next;
+        let key = schedule_key(tenant, schedule_id);
+        Ok(self.lock().update_schedule(&key, |s| {
+            match next_fire_at {
+                None => s.paused = true,
+                Some(next) if s.paused => {
+                    s.paused = false;
+                    s.next_fire_at = next;
+                }
+                // Resuming a running schedule changes nothing.
+                Some(_) => return s.clone(),
             }
             s.updated_at = now;
             s.clone()
@@ -1232,23 +1251,22 @@ impl Store for MemoryStore {
             .iter()
             .take_while(|(at, _)| *at <= now)
             .take(limit)
-            .filter_map(|(_, id)| inner.schedules.get(id).cloned())
+            .filter_map(|(_, key)| inner.schedules.get(key).cloned())
             .collect())
     }
 
     async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool> {
         let mut inner = self.lock();
+        let key = schedule_key(&firing.tenant, &firing.schedule_id);
         let may = inner
             .schedules
-            .get(&firing.schedule_id)
+            .get(&key)
             .is_some_and(|s| schedule::may_fire(s, firing));
         if !may {
             return Ok(false);
         }
         inner.insert_job(job, tasks)?;
-        inner.update_schedule(&firing.schedule_id, |s| {
-            schedule::fired(s, firing, &job.job_id)
-        });
+        inner.update_schedule(&key, |s| schedule::fired(s, firing, &job.job_id));
         Ok(true)
     }
 

@@ -137,75 +137,94 @@ pub(super) const REBIND_KEY: &str = "UPDATE idempotency_keys \
 /// The columns `rows::schedule` reads.
 macro_rules! schedule_columns {
     () => {
-        "schedule_id, tenant, cron, template, paused, next_fire_at, last_fire_at, last_job_id, \
+        "tenant, schedule_id, cron, template, paused, next_fire_at, last_fire_at, last_job_id, \
          created_at, updated_at"
     };
 }
 
-/// `$1`…`$10` the columns of [`schedule_columns!`]: a new schedule; no row when the id is
-/// taken.
+/// `$1`…`$10` the columns of [`schedule_columns!`]: a new schedule; no row when its tenant
+/// has one of that id.
 pub(super) const INSERT_SCHEDULE: &str = concat!(
     "INSERT INTO schedules (",
     schedule_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-     ON CONFLICT (schedule_id) DO NOTHING RETURNING schedule_id"
+     ON CONFLICT (tenant, schedule_id) DO NOTHING RETURNING schedule_id"
 );
 
-/// `$1` schedule.
-pub(super) const SELECT_SCHEDULE: &str = concat!(
+/// `$1` schedule id: each tenant's schedule of that id (`schedules_id_idx`).
+pub(super) const SCHEDULES_NAMED: &str = concat!(
     "SELECT ",
     schedule_columns!(),
-    " FROM schedules WHERE schedule_id = $1"
+    " FROM schedules WHERE schedule_id = $1 ORDER BY tenant"
 );
 
-/// `$1` tenants (`NULL`: all), `$2` limit, `$3` offset.
+/// `$1` tenants (`NULL`: all), `$2` limit, `$3` offset: by id, then tenant.
 pub(super) const LIST_SCHEDULES: &str = concat!(
     "SELECT ",
     schedule_columns!(),
     " FROM schedules WHERE $1::text[] IS NULL OR tenant = ANY($1) \
-     ORDER BY schedule_id LIMIT $2 OFFSET $3"
+     ORDER BY schedule_id, tenant LIMIT $2 OFFSET $3"
 );
 
 /// `$1` tenants (`NULL`: all).
 pub(super) const COUNT_SCHEDULES: &str =
     "SELECT count(*) AS n FROM schedules WHERE $1::text[] IS NULL OR tenant = ANY($1)";
 
-/// `$1` schedule.
+/// `$1` tenant, `$2` schedule.
 pub(super) const DELETE_SCHEDULE: &str =
-    "DELETE FROM schedules WHERE schedule_id = $1 RETURNING schedule_id";
+    "DELETE FROM schedules WHERE tenant = $1 AND schedule_id = $2 RETURNING schedule_id";
 
-/// `$1` schedule, `$2` its next tick (`NULL`: pause), `$3` now: pauses or resumes it.
-pub(super) const SET_SCHEDULE_PAUSED: &str = concat!(
-    "UPDATE schedules SET paused = $2::timestamptz IS NULL, \
-         next_fire_at = coalesce($2, next_fire_at), updated_at = $3 \
-     WHERE schedule_id = $1 RETURNING ",
+/// `$1` tenant, `$2` schedule, `$3` now: pauses it.
+pub(super) const PAUSE_SCHEDULE: &str = concat!(
+    "UPDATE schedules SET paused = true, updated_at = $3 \
+     WHERE tenant = $1 AND schedule_id = $2 RETURNING ",
     schedule_columns!()
+);
+
+/// `$1` tenant, `$2` schedule, `$3` its next tick, `$4` now: resumes it if it is paused (no
+/// row otherwise; the caller then reads it as it is).
+pub(super) const RESUME_SCHEDULE: &str = concat!(
+    "UPDATE schedules SET paused = false, next_fire_at = $3, updated_at = $4 \
+     WHERE tenant = $1 AND schedule_id = $2 AND paused RETURNING ",
+    schedule_columns!()
+);
+
+/// `$1` tenant, `$2` schedule.
+pub(super) const SELECT_SCHEDULE: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE tenant = $1 AND schedule_id = $2"
 );
 
 /// `$1` now, `$2` limit: unpaused schedules due, the most overdue first (`schedules_due_idx`).
 pub(super) const DUE_SCHEDULES: &str = concat!(
     "SELECT ",
     schedule_columns!(),
-    " FROM schedules WHERE NOT paused AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2"
+    " FROM schedules WHERE NOT paused AND next_fire_at <= $1 \
+     ORDER BY next_fire_at, schedule_id, tenant LIMIT $2"
 );
 
-/// `$1` schedule, `$2` the tick fired, `$3` the next tick, `$4` the tick's job, `$5` now:
-/// `schedule::fired`, only while the schedule is unpaused and still at that tick
-/// (`schedule::may_fire`); a replica that fired it first holds the row until it commits, and
-/// this one then finds it moved on.
+/// `$1` tenant, `$2` schedule, `$3` its creation, `$4` the tick fired, `$5` the next tick,
+/// `$6` the tick's job, `$7` now: `schedule::fired`, only while `schedule::may_fire` holds
+/// (the schedule read, unpaused, still at that tick and past the tick it last fired for); a
+/// replica that fired it first holds the row until it commits, and this one then finds it
+/// moved on.
 pub(super) const FIRE_SCHEDULE: &str = "UPDATE schedules \
-     SET next_fire_at = $3, last_fire_at = $2, last_job_id = $4, updated_at = $5 \
-     WHERE schedule_id = $1 AND next_fire_at = $2 AND NOT paused RETURNING schedule_id";
+     SET next_fire_at = $5, last_fire_at = $4, last_job_id = $6, updated_at = $7 \
+     WHERE tenant = $1 AND schedule_id = $2 AND created_at = $3 AND next_fire_at = $4 \
+       AND NOT paused AND (last_fire_at IS NULL OR last_fire_at < $4) \
+     RETURNING schedule_id";
 
-/// `$1` schedule, `$2` tick, `$3` job: claims the tick; no row when it was claimed before.
+/// `$1` tenant, `$2` schedule, `$3` tick, `$4` job: claims the tick; no row when it was
+/// claimed before.
 pub(super) const CLAIM_SCHEDULE_RUN: &str = "INSERT INTO schedule_runs \
-         (schedule_id, fire_time, job_id) VALUES ($1, $2, $3) \
-     ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING job_id";
+         (tenant, schedule_id, fire_time, job_id) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (tenant, schedule_id, fire_time) DO NOTHING RETURNING job_id";
 
 /// `$1` ticks fired before this, `$2` limit: retention of the tick claims.
 pub(super) const PURGE_SCHEDULE_RUNS: &str = "DELETE FROM schedule_runs \
-     WHERE (schedule_id, fire_time) IN ( \
-         SELECT schedule_id, fire_time FROM schedule_runs WHERE fire_time < $1 \
+     WHERE (tenant, schedule_id, fire_time) IN ( \
+         SELECT tenant, schedule_id, fire_time FROM schedule_runs WHERE fire_time < $1 \
          ORDER BY fire_time LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 /// `$1` job.

@@ -523,7 +523,7 @@ impl PostgresStore {
         Ok(outcome)
     }
 
-    /// [`Store::purge`] in one short transaction, when no other replica runs it.
+    /// [`Store::list_schedules`]: the count and the page in one snapshot.
     async fn list_schedules_tx(
         client: &mut Client,
         tenants: Option<&[String]>,
@@ -560,7 +560,9 @@ impl PostgresStore {
             &tx,
             sql::FIRE_SCHEDULE,
             &[
+                &firing.tenant,
                 &firing.schedule_id,
+                &firing.created_at.datetime(),
                 &fire_time,
                 &firing.next_fire_at.datetime(),
                 &job_id,
@@ -576,7 +578,7 @@ impl PostgresStore {
         let claimed = query_opt(
             &tx,
             sql::CLAIM_SCHEDULE_RUN,
-            &[&firing.schedule_id, &fire_time, &job_id],
+            &[&firing.tenant, &firing.schedule_id, &fire_time, &job_id],
         )
         .await?;
         if claimed.is_none() {
@@ -600,6 +602,7 @@ impl PostgresStore {
         Ok(true)
     }
 
+    /// [`Store::purge`] in one short transaction, when no other replica runs it.
     async fn purge_tx(
         client: &mut Client,
         before: Timestamp,
@@ -1040,8 +1043,8 @@ impl Store for PostgresStore {
         let template = Json(&new.template);
         let last_job = new.last_job_id.as_ref().map(JobId::as_str);
         let params: [&(dyn ToSql + Sync); 10] = [
-            &new.schedule_id,
             &new.tenant,
+            &new.schedule_id,
             &new.cron,
             &template,
             &new.paused,
@@ -1058,12 +1061,12 @@ impl Store for PostgresStore {
         Ok(row.is_some())
     }
 
-    async fn schedule(&self, schedule_id: &str) -> Result<Option<Schedule>> {
+    async fn schedules_named(&self, schedule_id: &str) -> Result<Vec<Schedule>> {
         let client = self.client().await?;
-        let row = query_opt(&client, sql::SELECT_SCHEDULE, &[&schedule_id])
+        let found = query(&client, sql::SCHEDULES_NAMED, &[&schedule_id])
             .await
             .map_err(db_error)?;
-        row.as_ref().map(rows::schedule).transpose()
+        found.iter().map(rows::schedule).collect()
     }
 
     async fn list_schedules(
@@ -1075,9 +1078,9 @@ impl Store for PostgresStore {
         with_retry!(self, client => Self::list_schedules_tx(&mut client, tenants, limit, offset))
     }
 
-    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+    async fn delete_schedule(&self, tenant: &str, schedule_id: &str) -> Result<bool> {
         let client = self.client().await?;
-        let row = query_opt(&client, sql::DELETE_SCHEDULE, &[&schedule_id])
+        let row = query_opt(&client, sql::DELETE_SCHEDULE, &[&tenant, &schedule_id])
             .await
             .map_err(db_error)?;
         Ok(row.is_some())
@@ -1085,37 +1088,59 @@ impl Store for PostgresStore {
 
     async fn set_schedule_paused(
         &self,
+        tenant: &str,
         schedule_id: &str,
         next_fire_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Option<Schedule>> {
         let client = self.client().await?;
-        let row = query_opt(
-            &client,
-            sql::SET_SCHEDULE_PAUSED,
-            &[
-                &schedule_id,
-                &next_fire_at.map(Timestamp::datetime),
-                &now.datetime(),
-            ],
-        )
-        .await
+        let at = now.datetime();
+        let changed = match next_fire_at {
+            None => query_opt(&client, sql::PAUSE_SCHEDULE, &[&tenant, &schedule_id, &at]).await,
+            Some(next) => {
+                query_opt(
+                    &client,
+                    sql::RESUME_SCHEDULE,
+                    &[&tenant, &schedule_id, &next.datetime(), &at],
+                )
+                .await
+            }
+        }
         .map_err(db_error)?;
+        let row = match changed {
+            Some(row) => Some(row),
+            // A resume of a schedule that is not paused: it as it is, if it exists.
+            None if next_fire_at.is_some() => {
+                query_opt(&client, sql::SELECT_SCHEDULE, &[&tenant, &schedule_id])
+                    .await
+                    .map_err(db_error)?
+            }
+            None => None,
+        };
         row.as_ref().map(rows::schedule).transpose()
     }
 
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
         let client = self.client().await?;
-        query(
+        let due = query(
             &client,
             sql::DUE_SCHEDULES,
             &[&now.datetime(), &bigint(limit)],
         )
         .await
-        .map_err(db_error)?
-        .iter()
-        .map(rows::schedule)
-        .collect()
+        .map_err(db_error)?;
+        // One row that no longer reads (a template this version cannot decode) must not stop
+        // the others from firing: it is logged and left for an operator.
+        Ok(due
+            .iter()
+            .filter_map(|row| match rows::schedule(row) {
+                Ok(schedule) => Some(schedule),
+                Err(err) => {
+                    tracing::error!(error = %err, "a due schedule cannot be read; skipping it");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn fire_schedule(&self, firing: &Firing, job: &Job, tasks: &[Task]) -> Result<bool> {
