@@ -220,8 +220,8 @@ where
         (false, ["dead-letters"]) => dead_letters(req, s, None).await,
         (true, ["dead-letters"]) => act_on_dead(req, s, &form).await,
         (false, ["schedules"]) => schedules(req, s).await,
-        (true, ["schedules", id, "pause"]) => pause_or_resume(req, s, id, true).await,
-        (true, ["schedules", id, "resume"]) => pause_or_resume(req, s, id, false).await,
+        (true, ["schedules", id, "pause"]) => pause_or_resume(req, s, &form, id, true).await,
+        (true, ["schedules", id, "resume"]) => pause_or_resume(req, s, &form, id, false).await,
         (false, ["workers"]) => workers(req, s).await,
         (false, ["audit"]) => audit(req, s, None).await,
         (false, ["audit.csv"]) => audit_csv(req, s).await,
@@ -1187,17 +1187,25 @@ async fn schedules(req: &Req<'_>, session: &Session) -> PageResult {
     )
 }
 
-/// Pauses (`pause`) or resumes a schedule through the API, and says how it went.
-async fn pause_or_resume(req: &Req<'_>, session: &Session, id: &str, pause: bool) -> PageResult {
+/// Pauses (`pause`) or resumes a schedule through the API, and says how it went. The form
+/// names the schedule's tenant (ids are unique within a tenant), sent as `X-DAEF-Tenant`.
+async fn pause_or_resume(
+    req: &Req<'_>,
+    session: &Session,
+    form: &[(String, String)],
+    id: &str,
+    pause: bool,
+) -> PageResult {
     let action = if pause { "pause" } else { "resume" };
-    let reply = req
-        .call(
-            session,
-            Method::POST,
-            &format!("/v1/schedules/{}/{action}", enc(id)),
-        )
-        .send()
-        .await;
+    let mut call = req.call(
+        session,
+        Method::POST,
+        &format!("/v1/schedules/{}/{action}", enc(id)),
+    );
+    if let Some(tenant) = form_values(form, "tenant").first() {
+        call = call.header("x-daef-tenant", tenant);
+    }
+    let reply = call.send().await;
     let notice = match reply.parse::<api::ScheduleInfo>() {
         Ok(schedule) => match schedule.next_fire_at {
             Some(next) => format!("Resumed {id}: its next tick is {next}."),

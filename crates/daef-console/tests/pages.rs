@@ -239,12 +239,22 @@ async fn schedules_are_listed_per_tenant_and_paused_and_resumed_from_their_page(
     let after = get(&c, &paused.location, Some("acme")).await.body;
     assert!(after.contains("Paused nightly"), "{after}");
     assert!(after.contains(">Resume"), "{after}");
+    // Another tenant's schedule of the same id: the operator's form names the tenant.
+    let theirs = send(
+        &c,
+        Method::POST,
+        "/v1/schedules",
+        &[("authorization", "Bearer op"), ("content-type", "application/json")],
+        r#"{"schedule_id":"nightly","cron":"0 4 * * *","job":{"type":"report","input":"x","tenant":"beta"}}"#,
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
     let resumed = send(
         &c,
         Method::POST,
         "/console/schedules/nightly/resume",
         &[("cookie", "daef_session=op"), origin],
-        "",
+        "tenant=acme",
     )
     .await;
     let after = get(&c, &resumed.location, Some("op")).await.body;
