@@ -1,4 +1,4 @@
-//! Which jobs a request may see.
+//! Which jobs, schedules and tenants a request may see.
 
 use daef_core::Resource;
 use daef_core::model::{Job, JobId};
@@ -16,5 +16,18 @@ pub(crate) async fn visible_job(app: &App, ctx: &Ctx, id: &JobId) -> ApiResult<J
         Ok(job)
     } else {
         Err(daef_core::Error::NotFound(Resource::Job).into())
+    }
+}
+
+/// The tenants a request covers: the one it names (a `tenant` filter, an `X-DAEF-Tenant`
+/// header) if the principal may act for it (403 otherwise), else every tenant the principal
+/// sees (`None`: all of them, for an operator).
+pub(crate) fn tenants_in_scope(ctx: &Ctx, named: Option<&str>) -> ApiResult<Option<Vec<String>>> {
+    match named {
+        Some(tenant) => {
+            ctx.principal.check_tenant(tenant)?;
+            Ok(Some(vec![tenant.to_owned()]))
+        }
+        None => Ok(ctx.principal.tenant_filter()),
     }
 }

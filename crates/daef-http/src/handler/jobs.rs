@@ -10,7 +10,7 @@ use daef_core::transition::CancelOutcome;
 use hyper::Response;
 use serde_json::Value;
 
-use super::access::visible_job;
+use super::access::{tenants_in_scope, visible_job};
 use crate::app::App;
 use crate::auditing::{AuditNote, Audited};
 use crate::ctx::Ctx;
@@ -230,13 +230,7 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
     };
     let limit = ctx.query.limit(DEFAULT_JOBS_PAGE, MAX_JOBS_PAGE)?;
     let offset = ctx.query.offset()?;
-    let tenants = match ctx.query.get("tenant") {
-        Some(tenant) => {
-            ctx.principal.check_tenant(tenant)?;
-            Some(vec![tenant.to_owned()])
-        }
-        None => ctx.principal.tenant_filter(),
-    };
+    let tenants = tenants_in_scope(ctx, ctx.query.get("tenant"))?;
     let page = app
         .engine
         .list_jobs(&JobQuery {

@@ -7,6 +7,7 @@ use daef_core::schedule::{NewSchedule, Schedule};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 
+use super::access::tenants_in_scope;
 use super::jobs::job_spec;
 use crate::app::App;
 use crate::auditing::{AuditNote, Audited};
@@ -47,13 +48,7 @@ fn audited(answer: ApiResult<(Response<Body>, String, String)>) -> Audited {
 /// within a tenant, so another tenant's schedule of the same id is never found (no existence
 /// oracle); an operator whose id several tenants use is asked to name one (409).
 async fn visible_schedule(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Schedule> {
-    let tenants = match ctx.tenant_header()? {
-        Some(tenant) => {
-            ctx.principal.check_tenant(tenant)?;
-            Some(vec![tenant.to_owned()])
-        }
-        None => ctx.principal.tenant_filter(),
-    };
+    let tenants = tenants_in_scope(ctx, ctx.tenant_header()?)?;
     Ok(app.engine.find_schedule(id, tenants.as_deref()).await?)
 }
 
@@ -117,13 +112,7 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         .query
         .limit(DEFAULT_SCHEDULES_PAGE, MAX_SCHEDULES_PAGE)?;
     let offset = ctx.query.offset()?;
-    let tenants = match ctx.query.get("tenant") {
-        Some(tenant) => {
-            ctx.principal.check_tenant(tenant)?;
-            Some(vec![tenant.to_owned()])
-        }
-        None => ctx.principal.tenant_filter(),
-    };
+    let tenants = tenants_in_scope(ctx, ctx.query.get("tenant"))?;
     let page = app
         .engine
         .list_schedules(tenants.as_deref(), limit, offset)

@@ -265,20 +265,38 @@ impl PostgresStore {
         Ok(Page { total, items })
     }
 
+    /// A page in one read-only snapshot: the count `count_sql` answers and the rows of
+    /// `page_sql`, read by `row`.
+    async fn paged_tx<T>(
+        client: &mut Client,
+        (count_sql, count_params): (&str, &[&(dyn ToSql + Sync)]),
+        (page_sql, page_params): (&str, &[&(dyn ToSql + Sync)]),
+        row: fn(&Row) -> Result<T>,
+    ) -> TxResult<Page<T>> {
+        let tx = read_only(client).start().await?;
+        let total = count(&query_one(&tx, count_sql, count_params).await?)?;
+        let items = query(&tx, page_sql, page_params)
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Page { total, items })
+    }
+
     async fn list_workers_tx(
         client: &mut Client,
         limit: usize,
         offset: usize,
     ) -> TxResult<Page<Worker>> {
-        let tx = read_only(client).start().await?;
-        let total = count(&query_one(&tx, sql::COUNT_WORKERS, &[]).await?)?;
-        let items = query(&tx, sql::LIST_WORKERS, &[&bigint(limit), &bigint(offset)])
-            .await?
-            .iter()
-            .map(rows::worker)
-            .collect::<Result<Vec<_>>>()?;
-        tx.commit().await?;
-        Ok(Page { total, items })
+        let (limit, offset) = (bigint(limit), bigint(offset));
+        Self::paged_tx(
+            client,
+            (sql::COUNT_WORKERS, &[]),
+            (sql::LIST_WORKERS, &[&limit, &offset]),
+            rows::worker,
+        )
+        .await
     }
 
     async fn list_tasks_tx(
@@ -530,19 +548,14 @@ impl PostgresStore {
         limit: usize,
         offset: usize,
     ) -> TxResult<Page<Schedule>> {
-        let tx = read_only(client).start().await?;
-        let total = count(&query_one(&tx, sql::COUNT_SCHEDULES, &[&tenants]).await?)?;
-        let items = query(
-            &tx,
-            sql::LIST_SCHEDULES,
-            &[&tenants, &bigint(limit), &bigint(offset)],
+        let (limit, offset) = (bigint(limit), bigint(offset));
+        Self::paged_tx(
+            client,
+            (sql::COUNT_SCHEDULES, &[&tenants]),
+            (sql::LIST_SCHEDULES, &[&tenants, &limit, &offset]),
+            rows::schedule,
         )
-        .await?
-        .iter()
-        .map(rows::schedule)
-        .collect::<Result<Vec<_>>>()?;
-        tx.commit().await?;
-        Ok(Page { total, items })
+        .await
     }
 
     /// [`Store::fire_schedule`]: the schedule advanced (if still at the tick), the tick
