@@ -186,6 +186,24 @@ impl PostgresStore {
 }
 
 /// A batch answered an operation with another kind's outcome (a bug, never expected).
+/// One job and its DAG, inserted by the batch path's statement inside the caller's transaction;
+/// a taken id is a conflict.
+async fn insert_job_in<C: GenericClient>(client: &C, job: &Job, tasks: &[Task]) -> TxResult<()> {
+    let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
+    let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
+    let no_keys = serde_json::Value::Array(Vec::new());
+    if query(client, sql::INSERT_JOBS, &[&jobs, &tasks, &no_keys])
+        .await?
+        .is_empty()
+    {
+        return Err(Failure::Domain(Error::conflict(format!(
+            "job {} already exists",
+            job.job_id
+        ))));
+    }
+    Ok(())
+}
+
 fn mismatched() -> Error {
     Error::backend(
         BACKEND,
@@ -599,18 +617,7 @@ impl PostgresStore {
             tx.commit().await?;
             return Ok(false);
         }
-        let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
-        let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
-        let no_keys = serde_json::Value::Array(Vec::new());
-        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks, &no_keys])
-            .await?
-            .is_empty()
-        {
-            return Err(Failure::Domain(Error::conflict(format!(
-                "job {} already exists",
-                job.job_id
-            ))));
-        }
+        insert_job_in(&tx, job, tasks).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -674,18 +681,7 @@ impl PostgresStore {
             }
             execute(&tx, sql::REBIND_KEY, &binding).await?;
         }
-        let jobs = serde_json::Value::Array(vec![batch::job_json(job)]);
-        let tasks = serde_json::Value::Array(batch::tasks_json(tasks).collect());
-        let no_keys = serde_json::Value::Array(Vec::new());
-        if query(&tx, sql::INSERT_JOBS, &[&jobs, &tasks, &no_keys])
-            .await?
-            .is_empty()
-        {
-            return Err(Failure::Domain(Error::conflict(format!(
-                "job {} already exists",
-                job.job_id
-            ))));
-        }
+        insert_job_in(&tx, job, tasks).await?;
         tx.commit().await?;
         Ok(KeyedInsert::Inserted)
     }
