@@ -764,25 +764,18 @@ impl Engine {
             .ok_or(Error::NotFound(Resource::Schedule))
     }
 
-    /// Resumes a tenant's paused schedule at its first tick after `now`: the ticks it missed
-    /// while paused are not run. A running schedule is left as it is.
-    pub async fn resume_schedule(
-        &self,
-        tenant: &str,
-        schedule_id: &str,
-        now: Timestamp,
-    ) -> Result<Schedule> {
-        let current = self
-            .find_schedule(schedule_id, Some(&[tenant.to_owned()]))
-            .await?;
-        if !current.paused {
-            return Ok(current);
+    /// Resumes `schedule` (as the caller read it) at its first tick after `now`, if it is
+    /// paused: the ticks it missed while paused are not run. A running schedule is left as it
+    /// is, and so is one another request resumed meanwhile.
+    pub async fn resume_schedule(&self, schedule: &Schedule, now: Timestamp) -> Result<Schedule> {
+        if !schedule.paused {
+            return Ok(schedule.clone());
         }
-        let next = schedule::resumed_at(&current, now)
-            .ok_or_else(|| Error::invalid(format!("cron {:?} never fires again", current.cron)))?;
+        let next = schedule::resumed_at(schedule, now)
+            .ok_or_else(|| Error::invalid(format!("cron {:?} never fires again", schedule.cron)))?;
         // The store resumes it only if it is still paused: two resumes at once set one tick.
         self.store
-            .set_schedule_paused(tenant, schedule_id, Some(next), now)
+            .set_schedule_paused(&schedule.tenant, &schedule.schedule_id, Some(next), now)
             .await?
             .ok_or(Error::NotFound(Resource::Schedule))
     }

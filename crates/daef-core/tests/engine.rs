@@ -555,9 +555,10 @@ async fn schedules_fire_once_per_tick_and_their_jobs_run() {
             .schedules_fired,
         0
     );
+    let paused = f.engine.find_schedule("every-5", None).await.unwrap();
     let resumed = f
         .engine
-        .resume_schedule("acme", "every-5", late.plus(secs(3_600)))
+        .resume_schedule(&paused, late.plus(secs(3_600)))
         .await
         .unwrap();
     assert_eq!(resumed.next_fire_at, t0().plus(secs(7_800)));

@@ -22,6 +22,30 @@ fn starts(path: &std::path::Path) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// A worker on `gw` whose `task_type` tasks append `<unix seconds> <lease>` to a log (read back
+/// by [`starts`]) and succeed; the worker and the log's path.
+fn recording_worker(
+    gw: &Gateway,
+    scratch: &Scratch,
+    worker_id: &str,
+    task_type: &str,
+) -> (crate::harness::Proc, std::path::PathBuf) {
+    let log = scratch.path("runs");
+    let script = scratch.script(
+        "record.sh",
+        r#"echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
+    );
+    let worker = gw.worker(
+        scratch,
+        worker_id,
+        &[
+            ("DAEF_COMMANDS", format!("{task_type}={}", script.display())),
+            ("E2E_LOG", log.display().to_string()),
+        ],
+    );
+    (worker, log)
+}
+
 #[tokio::test]
 async fn a_failed_attempt_is_retried_after_its_back_off() {
     let scratch = Scratch::new("backoff");
@@ -86,22 +110,7 @@ echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
 async fn a_delayed_job_starts_at_its_time() {
     let scratch = Scratch::new("delay");
     let gw = Gateway::start(&scratch, &fast_leases()).await;
-    let log = scratch.path("attempts");
-    let script = scratch.script(
-        "record.sh",
-        r#"echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
-    );
-    let _worker = gw.worker(
-        &scratch,
-        "w-delay",
-        &[
-            (
-                "DAEF_COMMANDS",
-                format!("tool_execution={}", script.display()),
-            ),
-            ("E2E_LOG", log.display().to_string()),
-        ],
-    );
+    let (_worker, log) = recording_worker(&gw, &scratch, "w-delay", "tool_execution");
     let submitted = Timestamp::now();
     let job = gw
         .submit_tasks(
@@ -149,22 +158,7 @@ async fn two_replicas_fire_each_tick_of_a_schedule_once() {
     ]);
     let a = Gateway::start(&scratch, &vars).await;
     let b = Gateway::start(&scratch, &vars).await;
-    let log = scratch.path("runs");
-    let script = scratch.script(
-        "record.sh",
-        r#"echo "$(date +%s.%N) $DAEF_LEASE_ID" >> "$E2E_LOG"; cat"#,
-    );
-    let _worker = b.worker(
-        &scratch,
-        "w-scheduled",
-        &[
-            (
-                "DAEF_COMMANDS",
-                format!("llm_inference={}", script.display()),
-            ),
-            ("E2E_LOG", log.display().to_string()),
-        ],
-    );
+    let (_worker, log) = recording_worker(&b, &scratch, "w-scheduled", "llm_inference");
     let created = a
         .daefctl(
             None,

@@ -52,10 +52,6 @@ async fn visible_schedule(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Schedule>
     Ok(app.engine.find_schedule(id, tenants.as_deref()).await?)
 }
 
-fn info(schedule: &Schedule) -> api::ScheduleInfo {
-    api::ScheduleInfo::from(schedule)
-}
-
 /// Validates a create body: `schedule_id`, `cron`, `job` (a submit body without `run_at` or
 /// `delay_seconds`) and `paused`.
 fn new_schedule(ctx: &Ctx) -> ApiResult<NewSchedule> {
@@ -98,7 +94,7 @@ pub(super) async fn create(app: &App, ctx: &Ctx) -> Audited {
         async {
             let new = new_schedule(ctx)?;
             let schedule = app.engine.create_schedule(new, ctx.now).await?;
-            let mut response = response::ok(&info(&schedule));
+            let mut response = response::ok(&api::ScheduleInfo::from(&schedule));
             *response.status_mut() = StatusCode::CREATED;
             let details = format!("created {} ({})", schedule.schedule_id, schedule.cron);
             Ok((response, schedule.tenant, details))
@@ -117,7 +113,8 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
         .engine
         .list_schedules(tenants.as_deref(), limit, offset)
         .await?;
-    let schedules: Vec<api::ScheduleInfo> = page.items.iter().map(info).collect();
+    let schedules: Vec<api::ScheduleInfo> =
+        page.items.iter().map(api::ScheduleInfo::from).collect();
     Ok(response::ok(&api::ScheduleList {
         total: page.total,
         returned: schedules.len() as u64,
@@ -129,7 +126,7 @@ pub(super) async fn list(app: &App, ctx: &Ctx) -> ApiResult<Response<Body>> {
 
 pub(super) async fn get(app: &App, ctx: &Ctx, id: &str) -> ApiResult<Response<Body>> {
     let schedule = visible_schedule(app, ctx, id).await?;
-    Ok(response::ok(&info(&schedule)))
+    Ok(response::ok(&api::ScheduleInfo::from(&schedule)))
 }
 
 pub(super) async fn delete(app: &App, ctx: &Ctx, id: &str) -> Audited {
@@ -154,18 +151,23 @@ pub(super) async fn set_paused(app: &App, ctx: &Ctx, id: &str, pause: bool) -> A
     audited(
         async {
             let found = visible_schedule(app, ctx, id).await?;
-            let (tenant, id) = (&found.tenant, &found.schedule_id);
             let schedule = if pause {
-                app.engine.pause_schedule(tenant, id, ctx.now).await?
+                app.engine
+                    .pause_schedule(&found.tenant, &found.schedule_id, ctx.now)
+                    .await?
             } else {
-                app.engine.resume_schedule(tenant, id, ctx.now).await?
+                app.engine.resume_schedule(&found, ctx.now).await?
             };
             let details = if pause {
                 format!("paused {id}")
             } else {
                 format!("resumed {id}, next tick {}", schedule.next_fire_at)
             };
-            Ok((response::ok(&info(&schedule)), schedule.tenant, details))
+            Ok((
+                response::ok(&api::ScheduleInfo::from(&schedule)),
+                schedule.tenant,
+                details,
+            ))
         }
         .await,
     )
